@@ -1,0 +1,14 @@
+"""gn_det: Group Normalization for Detectron2.
+
+``import gn_det`` registers gn_det's backbones and heads in Detectron2's registries.
+Without a working detectron2 the import fails at once with instructions, never half-way.
+"""
+from .environment import require_detectron2
+
+require_detectron2()
+
+from .config import add_gn_config  # noqa: E402
+from . import layers  # noqa: E402,F401
+
+__version__ = "0.1.0"
+__all__ = ["add_gn_config", "layers", "__version__"]
