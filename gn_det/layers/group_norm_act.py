@@ -11,6 +11,7 @@ Backends: CUDA tensors use the Triton kernels of ``triton_group_norm`` when trit
 everything else uses PyTorch's own group-norm kernels (``native_group_norm`` and its backward),
 which are the fastest plain torch ops for this on CPU.
 """
+import functools
 from typing import Optional, Tuple
 
 import torch
@@ -32,6 +33,7 @@ BACKENDS = ("auto", "torch", "triton")
 RECIPE_ATTR = "_gn_det_group_norm_act"
 
 
+@functools.lru_cache(maxsize=None)
 def triton_available() -> bool:
     """Whether triton imports here (the Triton backend also needs CUDA tensors, or the
     interpreter: ``TRITON_INTERPRET=1``)."""

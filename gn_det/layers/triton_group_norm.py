@@ -66,35 +66,35 @@ def _stats_partial_kernel(
 def _stats_finalize_kernel(
     PMEAN, PM2, MEAN, RSTD,
     C, G, channels_per_group, HW, hw_per_split, num_splits, inv_group_size, eps,
-    BLOCK: tl.constexpr,
+    BLOCK_G: tl.constexpr, BLOCK_P: tl.constexpr,
 ):
-    # Program (n, g): merge the (chunk, channel) partials of one group into mean and rstd.
-    # Two sweeps over the (tiny) partials: the group mean, then M2 = sum(M2_i + n_i d_i^2).
-    pid = tl.program_id(0)
-    n = pid // G
-    g = pid % G
+    # Program (n, block of groups): merge each group's (chunk, channel) partials into mean and
+    # rstd. Two sweeps over the (small) partials: the group mean, then M2 = sum(M2_i + n_i d_i^2).
+    n = tl.program_id(0)
+    g = tl.program_id(1) * BLOCK_G + tl.arange(0, BLOCK_G)
+    g_mask = g < G
     total = num_splits * channels_per_group
-    acc = tl.zeros([BLOCK], dtype=tl.float32)
-    for start in range(0, total, BLOCK):
-        i = start + tl.arange(0, BLOCK)
-        valid = i < total
+    acc = tl.zeros([BLOCK_G, BLOCK_P], dtype=tl.float32)
+    for start in range(0, total, BLOCK_P):
+        i = start + tl.arange(0, BLOCK_P)
         split = i // channels_per_group
-        idx = (n * num_splits + split) * C + g * channels_per_group + i % channels_per_group
-        p_count = tl.where(valid, tl.minimum(hw_per_split, HW - split * hw_per_split), 0).to(tl.float32)
+        valid = g_mask[:, None] & (i < total)[None, :]
+        idx = (n * num_splits + split)[None, :] * C + g[:, None] * channels_per_group + (i % channels_per_group)[None, :]
+        p_count = tl.where(valid, tl.minimum(hw_per_split, HW - split * hw_per_split)[None, :], 0).to(tl.float32)
         acc += p_count * tl.load(PMEAN + idx, mask=valid, other=0.0)
-    mean = tl.sum(acc, axis=0) * inv_group_size
-    acc = tl.zeros([BLOCK], dtype=tl.float32)
-    for start in range(0, total, BLOCK):
-        i = start + tl.arange(0, BLOCK)
-        valid = i < total
+    mean = tl.sum(acc, axis=1) * inv_group_size
+    acc = tl.zeros([BLOCK_G, BLOCK_P], dtype=tl.float32)
+    for start in range(0, total, BLOCK_P):
+        i = start + tl.arange(0, BLOCK_P)
         split = i // channels_per_group
-        idx = (n * num_splits + split) * C + g * channels_per_group + i % channels_per_group
-        p_count = tl.where(valid, tl.minimum(hw_per_split, HW - split * hw_per_split), 0).to(tl.float32)
-        d = tl.load(PMEAN + idx, mask=valid, other=0.0) - mean
+        valid = g_mask[:, None] & (i < total)[None, :]
+        idx = (n * num_splits + split)[None, :] * C + g[:, None] * channels_per_group + (i % channels_per_group)[None, :]
+        p_count = tl.where(valid, tl.minimum(hw_per_split, HW - split * hw_per_split)[None, :], 0).to(tl.float32)
+        d = tl.where(valid, tl.load(PMEAN + idx, mask=valid, other=0.0) - mean[:, None], 0.0)
         acc += tl.load(PM2 + idx, mask=valid, other=0.0) + p_count * d * d
-    var = tl.maximum(tl.sum(acc, axis=0) * inv_group_size, 0.0)
-    tl.store(MEAN + pid, mean)
-    tl.store(RSTD + pid, 1.0 / tl.sqrt(var + eps))
+    var = tl.maximum(tl.sum(acc, axis=1) * inv_group_size, 0.0)
+    tl.store(MEAN + n * G + g, mean, mask=g_mask)
+    tl.store(RSTD + n * G + g, 1.0 / tl.sqrt(var + eps), mask=g_mask)
 
 
 @triton.jit
@@ -167,20 +167,21 @@ def _backward_reduce_kernel(
 def _backward_finalize_kernel(
     PSUM_DY, PSUM_DY_XHAT, W, RSTD, SUM_DY, SUM_DY_XHAT, COEF1, COEF2,
     C, G, channels_per_group, num_splits, inv_group_size,
-    BLOCK: tl.constexpr,
+    BLOCK_G: tl.constexpr, BLOCK_P: tl.constexpr,
 ):
-    # Program (n, g): per-channel sums over chunks (for dgamma, dbeta) and the group terms of dx.
-    pid = tl.program_id(0)
-    n = pid // G
-    g = pid % G
-    acc_dy = tl.zeros([BLOCK], dtype=tl.float32)
-    acc_dy_xhat = tl.zeros([BLOCK], dtype=tl.float32)
-    for start in range(0, channels_per_group, BLOCK):
-        cc = start + tl.arange(0, BLOCK)
-        valid = cc < channels_per_group
-        c = g * channels_per_group + cc
-        a = tl.zeros([BLOCK], dtype=tl.float32)
-        b = tl.zeros([BLOCK], dtype=tl.float32)
+    # Program (n, block of groups): per-channel sums over chunks (for dgamma, dbeta) and the
+    # per-group terms of dx.
+    n = tl.program_id(0)
+    g = tl.program_id(1) * BLOCK_G + tl.arange(0, BLOCK_G)
+    g_mask = g < G
+    acc_dy = tl.zeros([BLOCK_G, BLOCK_P], dtype=tl.float32)
+    acc_dy_xhat = tl.zeros([BLOCK_G, BLOCK_P], dtype=tl.float32)
+    for start in range(0, channels_per_group, BLOCK_P):
+        cc = start + tl.arange(0, BLOCK_P)
+        valid = g_mask[:, None] & (cc < channels_per_group)[None, :]
+        c = g[:, None] * channels_per_group + cc[None, :]
+        a = tl.zeros([BLOCK_G, BLOCK_P], dtype=tl.float32)
+        b = tl.zeros([BLOCK_G, BLOCK_P], dtype=tl.float32)
         for split in range(0, num_splits):
             idx = (n * num_splits + split) * C + c
             a += tl.load(PSUM_DY + idx, mask=valid, other=0.0)
@@ -190,9 +191,9 @@ def _backward_finalize_kernel(
         gamma = tl.load(W + c, mask=valid, other=0.0).to(tl.float32)
         acc_dy += gamma * a
         acc_dy_xhat += gamma * b
-    rstd = tl.load(RSTD + pid)
-    tl.store(COEF1 + pid, rstd * tl.sum(acc_dy, axis=0) * inv_group_size)
-    tl.store(COEF2 + pid, rstd * tl.sum(acc_dy_xhat, axis=0) * inv_group_size)
+    rstd = tl.load(RSTD + n * G + g, mask=g_mask, other=0.0)
+    tl.store(COEF1 + n * G + g, rstd * tl.sum(acc_dy, axis=1) * inv_group_size, mask=g_mask)
+    tl.store(COEF2 + n * G + g, rstd * tl.sum(acc_dy_xhat, axis=1) * inv_group_size, mask=g_mask)
 
 
 @triton.jit
@@ -245,15 +246,23 @@ def _dense(x: torch.Tensor) -> torch.Tensor:
     return x.contiguous()
 
 
-def _blocks(c: int, hw: int, channels_last: bool):
-    if channels_last:  # channels are contiguous: long tiles along C
-        block_c = min(triton.next_power_of_2(c), 256)
-        block_hw = max(_TILE // block_c, 1)
-        block_hw = min(block_hw, triton.next_power_of_2(hw))
-    else:  # HW is contiguous: long tiles along HW
-        block_hw = min(triton.next_power_of_2(hw), 1024)
-        block_c = min(max(_TILE // block_hw, 1), triton.next_power_of_2(c))
+def _blocks(c: int, hw: int, channels_last: bool, tile: int = _TILE):
+    """[BLOCK_C, BLOCK_HW] of the streaming kernels: about ``tile`` elements, long along the
+    unit-stride axis (C for channels-last, HW for NCHW)."""
+    if channels_last:
+        block_c = min(triton.next_power_of_2(c), 256, tile)
+        block_hw = min(max(tile // block_c, 1), triton.next_power_of_2(hw))
+    else:
+        block_hw = min(triton.next_power_of_2(hw), 1024, tile)
+        block_c = min(max(tile // block_hw, 1), triton.next_power_of_2(c))
     return block_c, block_hw
+
+
+def _merge_blocks(groups: int, per_group: int):
+    """[BLOCK_G, BLOCK_P] of the merge kernels: up to 1024 partials of several groups at once."""
+    block_p = min(triton.next_power_of_2(per_group), 1024)
+    block_g = min(triton.next_power_of_2(groups), max(1024 // block_p, 1))
+    return block_g, block_p
 
 
 def _splits(n: int, c_blocks: int, hw: int, block_hw: int, num_splits=None):
@@ -270,13 +279,15 @@ def _splits(n: int, c_blocks: int, hw: int, block_hw: int, num_splits=None):
 class TritonGroupNormBackend:
     """The backend ``group_norm_act`` uses for CUDA tensors (and for CPU tensors under
     ``TRITON_INTERPRET=1``, which is how the tests run it). ``num_splits`` forces the number of
-    HW chunks per reduction (tests use it to exercise the chunk merge on small shapes)."""
+    HW chunks per reduction and ``tile`` the elements per tile (tests shrink both to exercise the
+    chunk merge and the tile loops on small shapes)."""
 
     name = "triton"
     caches_output = False  # backward recomputes the ReLU mask from x, which it reads anyway
 
-    def __init__(self, num_splits=None, num_warps: int = 4):
+    def __init__(self, num_splits=None, tile: int = _TILE, num_warps: int = 4):
         self.num_splits = num_splits
+        self.tile = tile
         self.num_warps = num_warps
 
     @staticmethod
@@ -291,7 +302,7 @@ class TritonGroupNormBackend:
         n, c = x.shape[0], x.shape[1]
         hw = x.numel() // (n * c)
         fmt, strides = layout_of(x)
-        block_c, block_hw = _blocks(c, hw, fmt is torch.channels_last)
+        block_c, block_hw = _blocks(c, hw, fmt is torch.channels_last, self.tile)
         return n, c, hw, fmt, strides, block_c, block_hw
 
     def forward(self, x, weight, bias, num_groups, eps, relu):
@@ -310,9 +321,10 @@ class TritonGroupNormBackend:
         mean = torch.empty(n, num_groups, **f32)
         rstd = torch.empty(n, num_groups, **f32)
         cpg = c // num_groups
-        _stats_finalize_kernel[(n * num_groups,)](
+        block_g, block_p = _merge_blocks(num_groups, num_splits * cpg)
+        _stats_finalize_kernel[(n, triton.cdiv(num_groups, block_g))](
             partial_mean, partial_m2, mean, rstd, c, num_groups, cpg, hw, hw_per_split, num_splits,
-            1.0 / (cpg * hw), eps, BLOCK=min(triton.next_power_of_2(num_splits * cpg), 1024),
+            1.0 / (cpg * hw), eps, BLOCK_G=block_g, BLOCK_P=block_p,
         )
         y = self._normalize(x, weight, bias, mean, rstd, num_groups, relu)
         return y, mean, rstd
@@ -350,9 +362,10 @@ class TritonGroupNormBackend:
         sum_dy_xhat = torch.empty(n, c, **f32)
         coef1 = torch.empty(n, num_groups, **f32)
         coef2 = torch.empty(n, num_groups, **f32)
-        _backward_finalize_kernel[(n * num_groups,)](
+        block_g, block_p = _merge_blocks(num_groups, cpg)
+        _backward_finalize_kernel[(n, triton.cdiv(num_groups, block_g))](
             partial_dy, partial_dy_xhat, weight, rstd, sum_dy, sum_dy_xhat, coef1, coef2,
-            c, num_groups, cpg, num_splits, 1.0 / (cpg * hw), BLOCK=min(triton.next_power_of_2(cpg), 1024),
+            c, num_groups, cpg, num_splits, 1.0 / (cpg * hw), BLOCK_G=block_g, BLOCK_P=block_p,
         )
         dx = None
         if needs[0]:
