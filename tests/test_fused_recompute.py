@@ -142,6 +142,23 @@ def test_modifying_the_gn_input_before_backward_is_reported_when_recomputing():
         out.sum().backward()
 
 
+def test_gn_input_is_freed_by_backward_while_the_loss_is_still_referenced():
+    # As with nn.GroupNorm: backward frees what a node saved as soon as the node has run, even
+    # though the graph object lives on (Detectron2 keeps ``losses`` through optimizer.step()).
+    import weakref
+
+    conv1, conv2 = Conv2d(8, 8, 3, padding=1), Conv2d(8, 8, 3, padding=1)
+    w, b = torch.ones(8, requires_grad=True), torch.zeros(8, requires_grad=True)
+    with recompute_scope():
+        pre = conv1(torch.randn(2, 8, 6, 6))
+        loss = conv2(group_norm_act(pre, w, b, 2)).sum()
+    gn_input = weakref.ref(pre)
+    del pre
+    assert gn_input() is not None  # kept for backward
+    loss.backward()
+    assert gn_input() is None
+
+
 def test_outer_saved_tensor_hooks_still_receive_the_other_tensors():
     ref, fused = _pair(lambda: nn.Sequential(_gn_relu_conv(), _gn_relu_conv()))
     x = torch.randn(2, 16, 8, 8)

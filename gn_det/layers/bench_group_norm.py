@@ -62,24 +62,43 @@ def _sync(device: torch.device):
         torch.cuda.synchronize(device)
 
 
-def _median_ms(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
+TIMERS = ("auto", "wall", "process")
+
+
+def _clock(timer: str, device: torch.device) -> Callable[[], float]:
+    if timer not in TIMERS:
+        raise ValueError(f"timer={timer!r}; valid: {', '.join(TIMERS)}.")
+    if timer == "auto":
+        timer = "wall" if device.type == "cuda" else "process"
+    # CPU time of this process (all its threads) is far less disturbed than wall time by other
+    # jobs on a shared machine; on GPU, wall time after a synchronize is the measure.
+    return time.perf_counter if timer == "wall" else time.process_time
+
+
+def _median_ms(
+    fns: Dict[str, Callable[[], object]], device: torch.device, repeats: int, timer: str = "auto"
+) -> Dict[str, float]:
+    """Median milliseconds of each function, timed round-robin (one warm-up call each) so that
+    drifting load on a shared machine affects all of them alike."""
+    clock = _clock(timer, device)
+    for fn in fns.values():
         fn()
     _sync(device)
-    times = []
+    times = {name: [] for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            start = clock()
+            fn()
+            _sync(device)
+            times[name].append((clock() - start) * 1e3)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
-def copy_bandwidth(numel: int, device, dtype=torch.float32, repeats: int = 5) -> float:
+def copy_bandwidth(numel: int, device, dtype=torch.float32, repeats: int = 5, timer: str = "auto") -> float:
     """Measured copy bandwidth in GB/s (``clone`` of ``numel`` elements: one read, one write)."""
     device = torch.device(device)
     x = torch.empty(numel, device=device, dtype=dtype).uniform_()
-    ms = _median_ms(lambda: x.clone(), device, repeats)
+    ms = _median_ms({"copy": lambda: x.clone()}, device, repeats, timer)["copy"]
     return 2 * numel * x.element_size() / (ms * 1e-3) / 1e9
 
 
@@ -90,6 +109,7 @@ def benchmark_group_norm(
     memory_format: torch.memory_format = torch.contiguous_format,
     repeats: int = 5,
     backend: str = "auto",
+    timer: str = "auto",
 ) -> List[Dict[str, object]]:
     """Time GN+ReLU, torch (``nn.GroupNorm`` then ``F.relu``) vs fused, for each shape.
 
@@ -99,6 +119,8 @@ def benchmark_group_norm(
         dtype, memory_format: of the input (fp16/bf16 use fp32 affine parameters, as under AMP).
         repeats: timed repetitions; medians are reported (shared machines are noisy).
         backend: the fused op's backend ("auto": Triton on CUDA when available).
+        timer: "wall", "process" (CPU time of this process, robust on shared machines) or
+            "auto" (wall on CUDA, process on CPU). Bandwidths use the same clock.
 
     Returns:
         One dict per shape with median milliseconds — ``torch_infer_ms``/``fused_infer_ms``
@@ -137,16 +159,14 @@ def benchmark_group_norm(
             y.backward(dy)
 
         row = {"name": name, "shape": tuple(shape), "groups": groups}
-        row["torch_infer_ms"] = _median_ms(torch_infer, device, repeats)
-        row["fused_infer_ms"] = _median_ms(fused_infer, device, repeats)
-        row["torch_train_ms"] = _median_ms(torch_train, device, repeats)
-        row["fused_train_ms"] = _median_ms(fused_train, device, repeats)
+        fns = dict(torch_infer=torch_infer, fused_infer=fused_infer, torch_train=torch_train, fused_train=fused_train)
+        row.update({f"{k}_ms": v for k, v in _median_ms(fns, device, repeats, timer).items()})
         row["infer_speedup"] = row["torch_infer_ms"] / row["fused_infer_ms"]
         row["train_speedup"] = row["torch_train_ms"] / row["fused_train_ms"]
         nbytes = x.numel() * x.element_size()
         row["fused_infer_gbps"] = _PASSES_FORWARD * nbytes / (row["fused_infer_ms"] * 1e-3) / 1e9
         row["fused_train_gbps"] = _PASSES_TRAIN * nbytes / (row["fused_train_ms"] * 1e-3) / 1e9
-        row["copy_gbps"] = copy_bandwidth(x.numel(), device, dtype, repeats)
+        row["copy_gbps"] = copy_bandwidth(x.numel(), device, dtype, repeats, timer)
         rows.append(row)
         del x, dy, xg
     return rows
@@ -274,6 +294,7 @@ def main(argv: Optional[Sequence[str]] = None):
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--timer", default="auto", choices=TIMERS, help="auto: wall on CUDA, process CPU time on CPU")
     parser.add_argument("--rois", type=int, default=512, help="RoIs in the memory comparison")
     parser.add_argument("--only", default="", help="comma-separated substrings of layer names to run")
     args = parser.parse_args(argv)
@@ -282,9 +303,10 @@ def main(argv: Optional[Sequence[str]] = None):
         keys = [k.strip() for k in args.only.split(",")]
         shapes = [s for s in shapes if any(k in s[0] for k in keys)]
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
-    rows = benchmark_group_norm(shapes, args.device, getattr(torch, args.dtype), fmt, args.repeats)
+    rows = benchmark_group_norm(shapes, args.device, getattr(torch, args.dtype), fmt, args.repeats, timer=args.timer)
+    timer = args.timer if args.timer != "auto" else ("wall" if args.device.startswith("cuda") else "process")
     print(f"GN(32)+ReLU, {args.device}, {args.dtype}, {'channels-last' if args.channels_last else 'NCHW'}, "
-          f"median of {args.repeats}; x = torch time / fused time")
+          f"median of {args.repeats}, {timer} time; x = torch time / fused time")
     print(format_table(rows))
     mem = gn_head_memory_comparison(num_rois=args.rois, device=args.device)
     mib = 2.0**20

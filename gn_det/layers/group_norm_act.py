@@ -139,17 +139,29 @@ def _select_backend(x: torch.Tensor, backend: str):
 # ---------------------------------------------------------------------------------------------
 # The recipe carried by a fused output, and the autograd Function.
 # ---------------------------------------------------------------------------------------------
+class _Handoff:
+    """The output recomputed for the next layer's backward, handed to the fused op's own
+    backward (which runs next) so the torch backend does not normalize a third time."""
+
+    __slots__ = ("output",)
+
+    def __init__(self):
+        self.output = None
+
+
 class GroupNormActState:
     """Everything needed to recompute ``act(GN(x))``: references to GN's input, affine and
     statistics (tensors that the fused op's backward keeps anyway, so holding them costs nothing).
 
     A consumer that saves the fused output stores this instead of the tensor; ``recompute()``
-    returns a tensor equal to that output (same values, sizes and strides).
+    returns a tensor equal to that output (same values, sizes and strides). Only the output
+    tensor and such consumers reference it, never the autograd node, so GN's input is freed as
+    soon as the node's backward has run, as with ``nn.GroupNorm``.
     """
 
     __slots__ = (
         "backend", "num_groups", "eps", "relu", "x", "weight", "bias", "mean", "rstd",
-        "_input_versions", "output_version", "output_size", "output_stride", "cached_output",
+        "_input_versions", "output_version", "output_size", "output_stride", "handoff",
     )
 
     def __init__(self, backend, num_groups: int, eps: float, relu: bool):
@@ -157,7 +169,7 @@ class GroupNormActState:
         self.num_groups = num_groups
         self.eps = eps
         self.relu = relu
-        self.cached_output = None
+        self.handoff = _Handoff()
 
     def bind(self, x, weight, bias, mean, rstd):
         self.x, self.weight, self.bias, self.mean, self.rstd = x, weight, bias, mean, rstd
@@ -188,11 +200,7 @@ class GroupNormActState:
         if y.stride() != self.output_stride:  # keep the forward's layout (views rely on it)
             y = torch.empty_strided(self.output_size, self.output_stride, dtype=y.dtype, device=y.device).copy_(y)
         if self.backend.caches_output:
-            self.cached_output = y
-        return y
-
-    def take_cached_output(self) -> Optional[torch.Tensor]:
-        y, self.cached_output = self.cached_output, None
+            self.handoff.output = y
         return y
 
 
@@ -207,7 +215,9 @@ class GroupNormActFunction(torch.autograd.Function):
     def forward(ctx, x, weight, bias, state: GroupNormActState):
         y, mean, rstd = state.backend.forward(x, weight, bias, state.num_groups, state.eps, state.relu)
         ctx.save_for_backward(x, weight, bias, mean, rstd)
-        ctx.state = state
+        # Not the state itself: that would keep x alive as long as the graph object exists.
+        ctx.options = (state.backend, state.num_groups, state.eps, state.relu)
+        ctx.handoff = state.handoff
         state.bind(x, weight, bias, mean, rstd)
         return y
 
@@ -215,10 +225,10 @@ class GroupNormActFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, dy):
         x, weight, bias, mean, rstd = ctx.saved_tensors
-        state = ctx.state
-        dx, dw, db = state.backend.backward(
-            dy, x, weight, bias, mean, rstd, state.num_groups, state.eps, state.relu,
-            state.take_cached_output(), ctx.needs_input_grad[:3],
+        backend, num_groups, eps, relu = ctx.options
+        output, ctx.handoff.output = ctx.handoff.output, None
+        dx, dw, db = backend.backward(
+            dy, x, weight, bias, mean, rstd, num_groups, eps, relu, output, ctx.needs_input_grad[:3]
         )
         return dx, dw, db, None
 
