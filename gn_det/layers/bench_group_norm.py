@@ -27,7 +27,7 @@ __all__ = [
     "benchmark_group_norm",
     "copy_bandwidth",
     "training_step_memory",
-    "gn_head_memory_comparison",
+    "gn_head_comparison",
     "format_table",
 ]
 
@@ -231,22 +231,27 @@ def training_step_memory(model: nn.Module, inputs: Sequence[torch.Tensor]) -> Di
     }
 
 
-def gn_head_memory_comparison(
-    num_rois: int = 128, channels: int = 256, resolution: int = 7, device="cpu"
+def gn_head_comparison(
+    num_rois: int = 512, channels: int = 256, resolution: int = 7, device="cpu", repeats: int = 0,
+    timer: str = "auto",
 ) -> Dict[str, float]:
-    """Peak memory of one training step of Detectron2's 4conv1fc box head with GN, unfused
-    (``nn.GroupNorm`` then ``ReLU``) vs fused (``apply_conv_settings`` with ``fused=True``).
+    """Detectron2's 4conv1fc box head with GN, unfused (``nn.GroupNorm`` then ``ReLU``) vs fused
+    (``apply_conv_settings`` with ``fused=True``): memory of one training step and, if
+    ``repeats`` > 0, median times of a training step and of inference.
 
     The head is Detectron2's own ``FastRCNNConvFCHead`` (built by its constructor with a GN norm
     factory), so this measures the fused path exactly where gn_det plugs it in.
     Returns unfused and fused ``peak_bytes`` and ``after_forward_bytes`` (see
-    ``training_step_memory``) and their ratios (fused / unfused).
+    ``training_step_memory``), ``train_ms`` and ``infer_ms`` when timed, and each ratio
+    (``*_ratio`` = fused / unfused).
     """
     from detectron2.layers import ShapeSpec
     from detectron2.modeling.roi_heads.box_head import FastRCNNConvFCHead
 
     from .conv_settings import apply_conv_settings
     from .norm_factory import GNSettings, build_norm_factory
+
+    device = torch.device(device)
 
     def head(fused: bool) -> nn.Module:
         torch.manual_seed(0)
@@ -259,17 +264,32 @@ def gn_head_memory_comparison(
         )
         return apply_conv_settings(m, settings).to(device)
 
+    heads = {"unfused": head(False), "fused": head(True)}
     x = torch.randn(num_rois, channels, resolution, resolution, device=device, requires_grad=True)
-    unfused = training_step_memory(head(False), [x])
-    fused = training_step_memory(head(True), [x])
-    return {
-        "unfused_peak_bytes": unfused["peak_bytes"],
-        "fused_peak_bytes": fused["peak_bytes"],
-        "peak_ratio": fused["peak_bytes"] / unfused["peak_bytes"],
-        "unfused_after_forward_bytes": unfused["after_forward_bytes"],
-        "fused_after_forward_bytes": fused["after_forward_bytes"],
-        "after_forward_ratio": fused["after_forward_bytes"] / unfused["after_forward_bytes"],
-    }
+    result = {}
+    for name, m in heads.items():
+        for key, value in training_step_memory(m, [x]).items():
+            result[f"{name}_{key}"] = value
+    keys = ["peak_bytes", "after_forward_bytes"]
+    if repeats > 0:
+        def train(m):
+            return lambda: m(x).sum().backward()
+
+        def infer(m):
+            def run():
+                with torch.no_grad():
+                    m(x)
+            return run
+
+        fns = {}
+        for name, m in heads.items():
+            fns[f"{name}_train_ms"] = train(m)
+            fns[f"{name}_infer_ms"] = infer(m)
+        result.update(_median_ms(fns, device, repeats, timer))
+        keys += ["train_ms", "infer_ms"]
+    for key in keys:
+        result[f"{key.rsplit('_', 1)[0]}_ratio"] = result[f"fused_{key}"] / result[f"unfused_{key}"]
+    return result
 
 
 def format_table(rows: List[Dict[str, object]]) -> str:
@@ -295,7 +315,8 @@ def main(argv: Optional[Sequence[str]] = None):
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--timer", default="auto", choices=TIMERS, help="auto: wall on CUDA, process CPU time on CPU")
-    parser.add_argument("--rois", type=int, default=512, help="RoIs in the memory comparison")
+    parser.add_argument("--rois", type=int, default=512, help="RoIs in the box-head comparison")
+    parser.add_argument("--skip-layers", action="store_true", help="only the box-head comparison")
     parser.add_argument("--only", default="", help="comma-separated substrings of layer names to run")
     args = parser.parse_args(argv)
     shapes = MASK_RCNN_R50_FPN_SHAPES
@@ -303,19 +324,25 @@ def main(argv: Optional[Sequence[str]] = None):
         keys = [k.strip() for k in args.only.split(",")]
         shapes = [s for s in shapes if any(k in s[0] for k in keys)]
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
-    rows = benchmark_group_norm(shapes, args.device, getattr(torch, args.dtype), fmt, args.repeats, timer=args.timer)
     timer = args.timer if args.timer != "auto" else ("wall" if args.device.startswith("cuda") else "process")
-    print(f"GN(32)+ReLU, {args.device}, {args.dtype}, {'channels-last' if args.channels_last else 'NCHW'}, "
-          f"median of {args.repeats}, {timer} time; x = torch time / fused time")
-    print(format_table(rows))
-    mem = gn_head_memory_comparison(num_rois=args.rois, device=args.device)
+    if not args.skip_layers:
+        rows = benchmark_group_norm(shapes, args.device, getattr(torch, args.dtype), fmt, args.repeats, timer=timer)
+        print(f"GN(32)+ReLU, {args.device}, {args.dtype}, {'channels-last' if args.channels_last else 'NCHW'}, "
+              f"median of {args.repeats}, {timer} time; x = torch time / fused time")
+        print(format_table(rows))
+    head = gn_head_comparison(num_rois=args.rois, device=args.device, repeats=args.repeats, timer=args.timer)
     mib = 2.0**20
     print(
-        f"\n4conv1fc GN box head (Detectron2's FastRCNNConvFCHead), {args.rois} RoIs x 256 x 7x7, one "
-        f"training step:\n  kept after forward: {mem['unfused_after_forward_bytes'] / mib:.1f} MiB unfused, "
-        f"{mem['fused_after_forward_bytes'] / mib:.1f} MiB fused (ratio {mem['after_forward_ratio']:.2f})\n"
-        f"  peak of the step:   {mem['unfused_peak_bytes'] / mib:.1f} MiB unfused, "
-        f"{mem['fused_peak_bytes'] / mib:.1f} MiB fused (ratio {mem['peak_ratio']:.2f})"
+        f"\n4conv1fc GN box head (Detectron2's FastRCNNConvFCHead), {args.rois} RoIs x 256 x 7x7:\n"
+        "| | unfused | fused | fused / unfused |\n|---|---|---|---|\n"
+        f"| kept for backward (MiB) | {head['unfused_after_forward_bytes'] / mib:.1f} | "
+        f"{head['fused_after_forward_bytes'] / mib:.1f} | {head['after_forward_ratio']:.2f} |\n"
+        f"| peak of a training step (MiB) | {head['unfused_peak_bytes'] / mib:.1f} | "
+        f"{head['fused_peak_bytes'] / mib:.1f} | {head['peak_ratio']:.2f} |\n"
+        f"| training step (ms) | {head['unfused_train_ms']:.1f} | {head['fused_train_ms']:.1f} | "
+        f"{head['train_ratio']:.3f} |\n"
+        f"| inference (ms) | {head['unfused_infer_ms']:.1f} | {head['fused_infer_ms']:.1f} | "
+        f"{head['infer_ratio']:.3f} |"
     )
 
 if __name__ == "__main__":
