@@ -1,4 +1,5 @@
 """Switching Detectron2 Conv2d(norm=GN, activation=ReLU/None) to the fused path, and the config key."""
+
 import copy
 
 import pytest
@@ -26,13 +27,27 @@ from gn_det.layers import (
 
 
 def _conv(activation, norm=None, cls=Conv2d):
-    return cls(8, 16, 3, padding=1, bias=False, norm=norm if norm is not None else GroupNorm(16, 4), activation=activation)
+    return cls(
+        8,
+        16,
+        3,
+        padding=1,
+        bias=False,
+        norm=norm if norm is not None else GroupNorm(16, 4),
+        activation=activation,
+    )
 
 
 @pytest.mark.parametrize(
     "activation,kind",
-    [(nn.ReLU(), "relu"), (nn.ReLU(inplace=True), "relu"), (F.relu, "relu"), (F.relu_, "relu"),
-     (torch.relu, "relu"), (None, "identity")],
+    [
+        (nn.ReLU(), "relu"),
+        (nn.ReLU(inplace=True), "relu"),
+        (F.relu, "relu"),
+        (F.relu_, "relu"),
+        (torch.relu, "relu"),
+        (None, "identity"),
+    ],
 )
 def test_gn_convs_with_relu_or_no_activation_are_fused_and_give_the_same_output(activation, kind):
     ref = _conv(activation)

@@ -1,4 +1,5 @@
 """The fused GroupNorm+activation op (torch backend) against nn.GroupNorm followed by ReLU."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -77,7 +78,9 @@ def test_large_mean_does_not_lose_precision():
     # A conv output far from zero: E[x^2]-E[x]^2 would cancel; torch's kernel and ours do not.
     x, weight, bias = _inputs((2, 32, 8, 8), shift=300.0, scale=0.5)
     ref = _reference(x.double(), weight.double(), bias.double(), 8, "identity").float()
-    torch.testing.assert_close(group_norm_act(x, weight, bias, 8, activation="identity"), ref, atol=2e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        group_norm_act(x, weight, bias, 8, activation="identity"), ref, atol=2e-4, rtol=1e-4
+    )
 
 
 def test_saves_only_the_input_the_affine_and_per_group_statistics():
@@ -141,7 +144,9 @@ def test_low_precision_input_keeps_its_dtype_with_float32_statistics():
     weight, bias = torch.rand(16) + 0.5, torch.randn(16)
     y = group_norm_act(x.bfloat16(), weight, bias, 4, activation="relu")
     assert y.dtype == torch.bfloat16
-    torch.testing.assert_close(y.float(), _reference(x.bfloat16().float(), weight, bias, 4, "relu"), atol=2e-2, rtol=2e-2)
+    torch.testing.assert_close(
+        y.float(), _reference(x.bfloat16().float(), weight, bias, 4, "relu"), atol=2e-2, rtol=2e-2
+    )
 
 
 def test_double_backward_is_refused_with_a_clear_error():
@@ -163,7 +168,9 @@ def test_bad_arguments_are_named(kwargs, match):
     args = dict(num_groups=4, activation="relu", backend="auto")
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
-        group_norm_act(torch.randn(2, 16, 3, 3), torch.ones(16), torch.zeros(16), where="MODEL.FPN.NORM", **args)
+        group_norm_act(
+            torch.randn(2, 16, 3, 3), torch.ones(16), torch.zeros(16), where="MODEL.FPN.NORM", **args
+        )
 
 
 def test_wrong_affine_shape_names_the_layer():

@@ -1,4 +1,5 @@
 """Recompute scopes: the layer after a fused GN+ReLU keeps a recipe, not the tensor."""
+
 import copy
 import pickle
 

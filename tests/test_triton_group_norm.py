@@ -1,5 +1,6 @@
 """The Triton kernels without a GPU: correctness under the interpreter (in a subprocess), and
 compilation for an H100/H200-class GPU (sm_90) with the installed triton and its bundled ptxas."""
+
 import os
 import re
 import subprocess
@@ -19,7 +20,10 @@ def test_triton_kernels_pass_under_the_interpreter():
     env = dict(os.environ, TRITON_INTERPRET="1")
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(_INTERPRETED_TESTS)],
-        env=env, capture_output=True, text=True, timeout=600,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     lines = result.stdout.strip().splitlines()
     summary = lines[-1] if lines else ""
@@ -35,7 +39,9 @@ def _compile(kernel, signature, constexprs, aligned=()):
     names = list(signature)
     # What Triton's launcher infers for 16-byte aligned pointers and sizes divisible by 16.
     attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in aligned if n in names}
-    compiled = triton.compile(ASTSource(kernel, signature, constexprs, attrs), target=GPUTarget("cuda", 90, 32))
+    compiled = triton.compile(
+        ASTSource(kernel, signature, constexprs, attrs), target=GPUTarget("cuda", 90, 32)
+    )
     return compiled.asm["ptx"]
 
 
@@ -43,7 +49,11 @@ def _strides(channels_last):
     # Triton specializes an integer argument equal to 1 into a constant; mirror that.
     unit = "stride_c" if channels_last else "stride_hw"
     other = "stride_hw" if channels_last else "stride_c"
-    return {"stride_n": "i32", "stride_c": "i32", "stride_hw": "i32", unit: "constexpr"}, {unit: 1}, ["stride_n", other]
+    return (
+        {"stride_n": "i32", "stride_c": "i32", "stride_hw": "i32", unit: "constexpr"},
+        {unit: 1},
+        ["stride_n", other],
+    )
 
 
 @pytest.mark.skipif(INTERPRETED, reason="compiles real kernels; the interpreter replaces them")
@@ -64,29 +74,67 @@ def test_kernels_compile_for_sm90_with_vectorized_access(dtype, channels_last):
     normalize = _compile(
         T._normalize_act_kernel,
         {"X": "*" + dtype, "Y": "*" + dtype, **affine, **stat, **sizes, **sig_strides, **block_sig},
-        blocks, aligned,
+        blocks,
+        aligned,
     )
     dx = _compile(
         T._backward_dx_kernel,
-        {"DY": "*" + dtype, "X": "*" + dtype, "DX": "*" + dtype, **affine, **stat,
-         "COEF1": "*fp32", "COEF2": "*fp32", **sizes, **sig_strides, **block_sig},
-        blocks, aligned,
+        {
+            "DY": "*" + dtype,
+            "X": "*" + dtype,
+            "DX": "*" + dtype,
+            **affine,
+            **stat,
+            "COEF1": "*fp32",
+            "COEF2": "*fp32",
+            **sizes,
+            **sig_strides,
+            **block_sig,
+        },
+        blocks,
+        aligned,
     )
     split = {"hw_per_split": "i32", "num_splits": "i32"}
     reduce = _compile(
         T._backward_reduce_kernel,
-        {"DY": "*" + dtype, "X": "*" + dtype, **affine, **stat, "PSUM_DY": "*fp32", "PSUM_DY_XHAT": "*fp32",
-         **sizes, **sig_strides, **split, **block_sig},
-        blocks, aligned + ["hw_per_split"],
+        {
+            "DY": "*" + dtype,
+            "X": "*" + dtype,
+            **affine,
+            **stat,
+            "PSUM_DY": "*fp32",
+            "PSUM_DY_XHAT": "*fp32",
+            **sizes,
+            **sig_strides,
+            **split,
+            **block_sig,
+        },
+        blocks,
+        aligned + ["hw_per_split"],
     )
     stats = _compile(
         T._stats_partial_kernel,
-        {"X": "*" + dtype, "PMEAN": "*fp32", "PM2": "*fp32", "C": "i32", "HW": "i32", **sig_strides, **split,
-         "BLOCK_C": "constexpr", "BLOCK_HW": "constexpr"},
-        dict(BLOCK_C=block_c, BLOCK_HW=block_hw, **const_strides), aligned + ["hw_per_split"],
+        {
+            "X": "*" + dtype,
+            "PMEAN": "*fp32",
+            "PM2": "*fp32",
+            "C": "i32",
+            "HW": "i32",
+            **sig_strides,
+            **split,
+            "BLOCK_C": "constexpr",
+            "BLOCK_HW": "constexpr",
+        },
+        dict(BLOCK_C=block_c, BLOCK_HW=block_hw, **const_strides),
+        aligned + ["hw_per_split"],
     )
     # Memory-bound kernels must move data in vector loads/stores along the unit-stride axis.
-    for name, ptx in (("normalize", normalize), ("dx", dx), ("backward reduce", reduce), ("statistics", stats)):
+    for name, ptx in (
+        ("normalize", normalize),
+        ("dx", dx),
+        ("backward reduce", reduce),
+        ("statistics", stats),
+    ):
         assert re.search(r"ld\.global(\.\w+)*\.v[248]", ptx), f"{name}: no vectorized loads"
     for name, ptx in (("normalize", normalize), ("dx", dx)):
         assert re.search(r"st\.global(\.\w+)*\.v[248]", ptx), f"{name}: no vectorized stores"
@@ -99,16 +147,42 @@ def test_merge_kernels_compile_for_sm90():
     i32 = "i32"
     _compile(
         T._stats_finalize_kernel,
-        {"PMEAN": "*fp32", "PM2": "*fp32", "MEAN": "*fp32", "RSTD": "*fp32", "C": i32, "G": i32,
-         "channels_per_group": i32, "HW": i32, "hw_per_split": i32, "num_splits": i32,
-         "inv_group_size": "fp32", "eps": "fp32", "BLOCK_G": "constexpr", "BLOCK_P": "constexpr"},
+        {
+            "PMEAN": "*fp32",
+            "PM2": "*fp32",
+            "MEAN": "*fp32",
+            "RSTD": "*fp32",
+            "C": i32,
+            "G": i32,
+            "channels_per_group": i32,
+            "HW": i32,
+            "hw_per_split": i32,
+            "num_splits": i32,
+            "inv_group_size": "fp32",
+            "eps": "fp32",
+            "BLOCK_G": "constexpr",
+            "BLOCK_P": "constexpr",
+        },
         {"BLOCK_G": 32, "BLOCK_P": 8},
     )
     _compile(
         T._backward_finalize_kernel,
-        {"PSUM_DY": "*fp32", "PSUM_DY_XHAT": "*fp32", "W": "*fp32", "RSTD": "*fp32", "SUM_DY": "*fp32",
-         "SUM_DY_XHAT": "*fp32", "COEF1": "*fp32", "COEF2": "*fp32", "C": i32, "G": i32,
-         "channels_per_group": i32, "num_splits": i32, "inv_group_size": "fp32",
-         "BLOCK_G": "constexpr", "BLOCK_P": "constexpr"},
+        {
+            "PSUM_DY": "*fp32",
+            "PSUM_DY_XHAT": "*fp32",
+            "W": "*fp32",
+            "RSTD": "*fp32",
+            "SUM_DY": "*fp32",
+            "SUM_DY_XHAT": "*fp32",
+            "COEF1": "*fp32",
+            "COEF2": "*fp32",
+            "C": i32,
+            "G": i32,
+            "channels_per_group": i32,
+            "num_splits": i32,
+            "inv_group_size": "fp32",
+            "BLOCK_G": "constexpr",
+            "BLOCK_P": "constexpr",
+        },
         {"BLOCK_G": 32, "BLOCK_P": 8},
     )

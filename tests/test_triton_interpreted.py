@@ -6,6 +6,7 @@ triton: ``test_triton_group_norm.py`` runs this file in such a subprocess, and
 ``TRITON_INTERPRET=1 pytest tests/test_triton_interpreted.py`` runs it directly. Elsewhere the
 module is skipped. Shapes are small: the interpreter runs every program in numpy.
 """
+
 import os
 
 import pytest

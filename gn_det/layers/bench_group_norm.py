@@ -11,6 +11,7 @@ Command line (prints both tables)::
 
     python -m gn_det.layers.bench_group_norm --device cpu
 """
+
 import argparse
 import statistics
 import time
@@ -159,7 +160,9 @@ def benchmark_group_norm(
             y.backward(dy)
 
         row = {"name": name, "shape": tuple(shape), "groups": groups}
-        fns = dict(torch_infer=torch_infer, fused_infer=fused_infer, torch_train=torch_train, fused_train=fused_train)
+        fns = dict(
+            torch_infer=torch_infer, fused_infer=fused_infer, torch_train=torch_train, fused_train=fused_train
+        )
         row.update({f"{k}_ms": v for k, v in _median_ms(fns, device, repeats, timer).items()})
         row["infer_speedup"] = row["torch_infer_ms"] / row["fused_infer_ms"]
         row["train_speedup"] = row["torch_train_ms"] / row["fused_train_ms"]
@@ -232,7 +235,11 @@ def training_step_memory(model: nn.Module, inputs: Sequence[torch.Tensor]) -> Di
 
 
 def gn_head_comparison(
-    num_rois: int = 512, channels: int = 256, resolution: int = 7, device="cpu", repeats: int = 0,
+    num_rois: int = 512,
+    channels: int = 256,
+    resolution: int = 7,
+    device="cpu",
+    repeats: int = 0,
     timer: str = "auto",
 ) -> Dict[str, float]:
     """Detectron2's 4conv1fc box head with GN, unfused (``nn.GroupNorm`` then ``ReLU``) vs fused
@@ -272,6 +279,7 @@ def gn_head_comparison(
             result[f"{name}_{key}"] = value
     keys = ["peak_bytes", "after_forward_bytes"]
     if repeats > 0:
+
         def train(m):
             return lambda: m(x).sum().backward()
 
@@ -279,6 +287,7 @@ def gn_head_comparison(
             def run():
                 with torch.no_grad():
                     m(x)
+
             return run
 
         fns = {}
@@ -314,7 +323,9 @@ def main(argv: Optional[Sequence[str]] = None):
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--timer", default="auto", choices=TIMERS, help="auto: wall on CUDA, process CPU time on CPU")
+    parser.add_argument(
+        "--timer", default="auto", choices=TIMERS, help="auto: wall on CUDA, process CPU time on CPU"
+    )
     parser.add_argument("--rois", type=int, default=512, help="RoIs in the box-head comparison")
     parser.add_argument("--skip-layers", action="store_true", help="only the box-head comparison")
     parser.add_argument("--only", default="", help="comma-separated substrings of layer names to run")
@@ -326,9 +337,13 @@ def main(argv: Optional[Sequence[str]] = None):
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
     timer = args.timer if args.timer != "auto" else ("wall" if args.device.startswith("cuda") else "process")
     if not args.skip_layers:
-        rows = benchmark_group_norm(shapes, args.device, getattr(torch, args.dtype), fmt, args.repeats, timer=timer)
-        print(f"GN(32)+ReLU, {args.device}, {args.dtype}, {'channels-last' if args.channels_last else 'NCHW'}, "
-              f"median of {args.repeats}, {timer} time; x = torch time / fused time")
+        rows = benchmark_group_norm(
+            shapes, args.device, getattr(torch, args.dtype), fmt, args.repeats, timer=timer
+        )
+        print(
+            f"GN(32)+ReLU, {args.device}, {args.dtype}, {'channels-last' if args.channels_last else 'NCHW'}, "
+            f"median of {args.repeats}, {timer} time; x = torch time / fused time"
+        )
         print(format_table(rows))
     head = gn_head_comparison(num_rois=args.rois, device=args.device, repeats=args.repeats, timer=args.timer)
     mib = 2.0**20
@@ -344,6 +359,7 @@ def main(argv: Optional[Sequence[str]] = None):
         f"| inference (ms) | {head['unfused_infer_ms']:.1f} | {head['fused_infer_ms']:.1f} | "
         f"{head['infer_ratio']:.3f} |"
     )
+
 
 if __name__ == "__main__":
     main()

@@ -6,6 +6,7 @@ unchanged, ``norm`` and ``activation`` stay in place (so ``repr`` and a conversi
 work); only the forward differs. It also makes ``module``'s forward a recompute scope, so the
 layers after a fused conv keep a recipe instead of its output.
 """
+
 import torch
 import torch.nn.functional as F
 from detectron2.layers import Conv2d
@@ -59,7 +60,12 @@ class FusedGNActConv2d(Conv2d):
         x = F.conv2d(x, self._conv_weight(), self.bias, self.stride, self.padding, self.dilation, self.groups)
         norm = self.norm
         return group_norm_act(
-            x, norm.weight, norm.bias, norm.num_groups, norm.eps, self.fused_activation,
+            x,
+            norm.weight,
+            norm.bias,
+            norm.num_groups,
+            norm.eps,
+            self.fused_activation,
             where=getattr(norm, "component", "") or type(self).__name__,
         )
 

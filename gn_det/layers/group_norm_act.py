@@ -11,6 +11,7 @@ Backends: CUDA tensors use the Triton kernels of ``triton_group_norm`` when trit
 everything else uses PyTorch's own group-norm kernels (``native_group_norm`` and its backward),
 which are the fastest plain torch ops for this on CPU.
 """
+
 import functools
 from typing import Optional, Tuple
 
@@ -96,7 +97,9 @@ class _TorchBackend:
         n, c, hw = _sizes(x)
         memory_format = (
             torch.channels_last
-            if xc.dim() == 4 and not xc.is_contiguous() and xc.is_contiguous(memory_format=torch.channels_last)
+            if xc.dim() == 4
+            and not xc.is_contiguous()
+            and xc.is_contiguous(memory_format=torch.channels_last)
             else torch.contiguous_format
         )
         g = dy.to(xc.dtype).contiguous(memory_format=memory_format)
@@ -160,8 +163,20 @@ class GroupNormActState:
     """
 
     __slots__ = (
-        "backend", "num_groups", "eps", "relu", "x", "weight", "bias", "mean", "rstd",
-        "_input_versions", "output_version", "output_size", "output_stride", "handoff",
+        "backend",
+        "num_groups",
+        "eps",
+        "relu",
+        "x",
+        "weight",
+        "bias",
+        "mean",
+        "rstd",
+        "_input_versions",
+        "output_version",
+        "output_size",
+        "output_stride",
+        "handoff",
     )
 
     def __init__(self, backend, num_groups: int, eps: float, relu: bool):
@@ -198,7 +213,9 @@ class GroupNormActState:
                 self.x, self.weight, self.bias, self.mean, self.rstd, self.num_groups, self.eps, self.relu
             )
         if y.stride() != self.output_stride:  # keep the forward's layout (views rely on it)
-            y = torch.empty_strided(self.output_size, self.output_stride, dtype=y.dtype, device=y.device).copy_(y)
+            y = torch.empty_strided(
+                self.output_size, self.output_stride, dtype=y.dtype, device=y.device
+            ).copy_(y)
         if self.backend.caches_output:
             self.handoff.output = y
         return y
@@ -235,7 +252,9 @@ class GroupNormActFunction(torch.autograd.Function):
 
 def _check(x: torch.Tensor, weight, bias, num_groups: int, activation: str, where: str):
     if activation not in ACTIVATIONS:
-        raise ValueError(f"group_norm_act{where}: activation={activation!r}; valid: {', '.join(ACTIVATIONS)}.")
+        raise ValueError(
+            f"group_norm_act{where}: activation={activation!r}; valid: {', '.join(ACTIVATIONS)}."
+        )
     if x.dim() < 2:
         raise ValueError(f"group_norm_act{where}: input must be (N, C, *), got shape {tuple(x.shape)}.")
     c = x.shape[1]

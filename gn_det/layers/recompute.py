@@ -12,6 +12,7 @@ saved tensor is stored as usual (detached, with autograd's in-place modification
 scope opens (``torch.autograd.graph.save_on_cpu``, activation checkpointing) still receive every
 tensor the scope does not replace by a recipe.
 """
+
 import threading
 
 import torch
@@ -154,7 +155,9 @@ def _enter_scope(module, args):
 
 
 def _exit_scope(module, args, output):
-    _stack().pop().__exit__(None, None, None)
+    stack = _stack()
+    if stack:  # empty only if the scope was installed while this forward was running
+        stack.pop().__exit__(None, None, None)
 
 
 def has_recompute_scope(module: nn.Module) -> bool:

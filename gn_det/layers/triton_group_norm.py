@@ -79,8 +79,10 @@ def _stats_finalize_kernel(
         i = start + tl.arange(0, BLOCK_P)
         split = i // channels_per_group
         valid = g_mask[:, None] & (i < total)[None, :]
-        idx = (n * num_splits + split)[None, :] * C + g[:, None] * channels_per_group + (i % channels_per_group)[None, :]
-        p_count = tl.where(valid, tl.minimum(hw_per_split, HW - split * hw_per_split)[None, :], 0).to(tl.float32)
+        idx = (n * num_splits + split)[None, :] * C + g[:, None] * channels_per_group
+        idx += (i % channels_per_group)[None, :]
+        p_count = tl.minimum(hw_per_split, HW - split * hw_per_split)[None, :]
+        p_count = tl.where(valid, p_count, 0).to(tl.float32)
         acc += p_count * tl.load(PMEAN + idx, mask=valid, other=0.0)
     mean = tl.sum(acc, axis=1) * inv_group_size
     acc = tl.zeros([BLOCK_G, BLOCK_P], dtype=tl.float32)
@@ -88,8 +90,10 @@ def _stats_finalize_kernel(
         i = start + tl.arange(0, BLOCK_P)
         split = i // channels_per_group
         valid = g_mask[:, None] & (i < total)[None, :]
-        idx = (n * num_splits + split)[None, :] * C + g[:, None] * channels_per_group + (i % channels_per_group)[None, :]
-        p_count = tl.where(valid, tl.minimum(hw_per_split, HW - split * hw_per_split)[None, :], 0).to(tl.float32)
+        idx = (n * num_splits + split)[None, :] * C + g[:, None] * channels_per_group
+        idx += (i % channels_per_group)[None, :]
+        p_count = tl.minimum(hw_per_split, HW - split * hw_per_split)[None, :]
+        p_count = tl.where(valid, p_count, 0).to(tl.float32)
         d = tl.where(valid, tl.load(PMEAN + idx, mask=valid, other=0.0) - mean[:, None], 0.0)
         acc += tl.load(PM2 + idx, mask=valid, other=0.0) + p_count * d * d
     var = tl.maximum(tl.sum(acc, axis=1) * inv_group_size, 0.0)
@@ -121,7 +125,8 @@ def _normalize_act_kernel(
     c_mask = c < C
     mask = c_mask[:, None] & (hw < HW)[None, :]
     _, _, _, scale, shift = _scale_shift(W, B, MEAN, RSTD, n, c, c_mask, G, channels_per_group)
-    offs = n.to(tl.int64) * stride_n + c[:, None].to(tl.int64) * stride_c + hw[None, :].to(tl.int64) * stride_hw
+    offs = n.to(tl.int64) * stride_n + c[:, None].to(tl.int64) * stride_c
+    offs += hw[None, :].to(tl.int64) * stride_hw
     x = tl.load(X + offs, mask=mask, other=0.0).to(tl.float32)
     y = x * scale[:, None] + shift[:, None]
     if RELU:
@@ -212,7 +217,8 @@ def _backward_dx_kernel(
     stat = n * G + c // channels_per_group
     coef1 = tl.load(COEF1 + stat, mask=c_mask, other=0.0)
     coef2 = tl.load(COEF2 + stat, mask=c_mask, other=0.0)
-    offs = n.to(tl.int64) * stride_n + c[:, None].to(tl.int64) * stride_c + hw[None, :].to(tl.int64) * stride_hw
+    offs = n.to(tl.int64) * stride_n + c[:, None].to(tl.int64) * stride_c
+    offs += hw[None, :].to(tl.int64) * stride_hw
     x = tl.load(X + offs, mask=mask, other=0.0).to(tl.float32)
     g = tl.load(DY + offs, mask=mask, other=0.0).to(tl.float32)
     if RELU:
