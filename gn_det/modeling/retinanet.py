@@ -87,7 +87,8 @@ def _to_folded(local_key: str) -> str:
         return f"{layer}.{rest}"
     if position == 1:
         return f"{layer}.norm.{rest}"
-    return local_key  # an activation has no state: left for load_state_dict to report
+    # An activation has no state: keep the key unmatched so load_state_dict reports it.
+    return f"{layer}.activation.{rest}"
 
 
 def _save_unfolded_keys(module, state_dict, prefix, local_metadata):
