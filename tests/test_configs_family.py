@@ -70,8 +70,8 @@ WEIGHT_FAMILIES = {
     "catalog://ImageNetPretrained/FAIR/R-101-GN": dict(
         depth=101, groups=1, norms={"GN"}, stride_in_1x1=False, std=[1.0, 1.0, 1.0]
     ),
-    # MSRA's Caffe2 ResNet: BN fused into an affine (what FrozenBN holds; Detectron2's SyncBN
-    # config also starts BN/SyncBN from it), stride in the 1x1 conv.
+    # MSRA's ResNet with its BN (FrozenBN in Detectron2's zoo; its SyncBN config starts
+    # BN/SyncBN from it too), stride in the 1x1 conv.
     "detectron2://ImageNetPretrained/MSRA/R-50.pkl": dict(
         depth=50, groups=1, norms={"FrozenBN", "BN", "SyncBN"}, stride_in_1x1=True, std=[1.0, 1.0, 1.0]
     ),
