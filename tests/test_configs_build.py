@@ -101,10 +101,8 @@ def _components(model, cfg):
     if roi_heads is not None:
         if hasattr(roi_heads, "res5"):  # C4: res5 is part of the backbone's ResNet
             parts["BACKBONE"].append(roi_heads.res5)
-        if hasattr(roi_heads, "box_head"):
+        if hasattr(roi_heads, "box_head"):  # a ModuleList of one head per stage in Cascade
             parts["BOX_HEAD"] = [roi_heads.box_head]
-        if hasattr(roi_heads, "box_heads"):  # Cascade
-            parts["BOX_HEAD"] = list(roi_heads.box_heads)
         if getattr(roi_heads, "mask_on", False) and cfg.MODEL.ROI_MASK_HEAD.NUM_CONV > 0:
             # With no convs before its deconv (C4's default) the mask head has nothing to normalize.
             parts["MASK_HEAD"] = [roi_heads.mask_head]
