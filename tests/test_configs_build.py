@@ -134,6 +134,10 @@ def _get(cfg, dotted):
     return node
 
 
+def _qualname(cls) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
 def _norm_layers(module, skip_children=()):
     for name, child in module.named_children():
         if name in skip_children:
@@ -166,8 +170,12 @@ def test_each_component_has_the_norm_its_config_names(built):
             assert layers == [], f"{where} has norm layers {sorted({type(m).__name__ for m in layers})}"
             continue
         assert layers, f"{where} has no norm layer"
-        wrong = sorted({type(m).__name__ for m in layers if type(m) not in EXPECTED_NORM_TYPES[norm]})
-        assert not wrong, f"{where} has {wrong}"
+        expected = EXPECTED_NORM_TYPES[norm]
+        wrong = sorted({_qualname(type(m)) for m in layers if type(m) not in expected})
+        assert not wrong, (
+            f"{where} has {wrong}, expected {[_qualname(t) for t in expected]}: is it built by "
+            f"gn_det's registered component (Detectron2's take the norm name, not MODEL.GN.*)?"
+        )
         if norm == "GN":
             for m in layers:
                 groups = resolve_num_groups(m.num_channels, settings.num_groups, settings.channels_per_group)
