@@ -18,6 +18,7 @@ applying the same rule (it scales exactly these keys). A config written here the
 ``rescale_to_images_per_gpu`` derives a config for any images/GPU from an existing one (the
 sweep tool's entry point).
 """
+
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
@@ -120,17 +121,18 @@ def solver_for_schedule(
 
 
 def cfg_images_per_gpu(cfg: CfgNode) -> int:
-    """``SOLVER.IMS_PER_BATCH / SOLVER.REFERENCE_WORLD_SIZE`` of a config written for a GPU count."""
+    """Images per GPU of a config written for a GPU count: IMS_PER_BATCH / REFERENCE_WORLD_SIZE."""
     total, world = cfg.SOLVER.IMS_PER_BATCH, cfg.SOLVER.REFERENCE_WORLD_SIZE
     if world <= 0:
         raise ValueError(
-            f"SOLVER.REFERENCE_WORLD_SIZE is {world}: the config does not say how many GPUs its "
-            f"IMS_PER_BATCH={total} is for, so it has no per-GPU batch. Set REFERENCE_WORLD_SIZE > 0."
+            f"SOLVER.REFERENCE_WORLD_SIZE is {world}: the config does not say how many GPUs "
+            f"its IMS_PER_BATCH={total} is for, so it has no per-GPU batch. "
+            f"Set REFERENCE_WORLD_SIZE > 0."
         )
     if total % world != 0:
         raise ValueError(
-            f"SOLVER.IMS_PER_BATCH={total} is not a multiple of SOLVER.REFERENCE_WORLD_SIZE={world}; "
-            f"it must be images/GPU x REFERENCE_WORLD_SIZE."
+            f"SOLVER.IMS_PER_BATCH={total} is not a multiple of "
+            f"SOLVER.REFERENCE_WORLD_SIZE={world}; it must be images/GPU x REFERENCE_WORLD_SIZE."
         )
     return total // world
 

@@ -1,5 +1,6 @@
 """gn_det.batch_scaling: the per-GPU batch rule (LR with the total batch, iterations and warm-up
 inversely) and its agreement with Detectron2's DefaultTrainer.auto_scale_workers."""
+
 import pytest
 from detectron2.config import get_cfg
 from detectron2.engine import DefaultTrainer
@@ -52,7 +53,9 @@ def test_reference_point_is_detectrons_recipe():
     assert (v.warmup_iters, v.checkpoint_period, v.eval_period) == (1000, 5000, 0)
 
 
-@pytest.mark.parametrize("images_per_gpu,num_gpus", [(1, 8), (4, 8), (1, 1), (2, 4), (8, 2), (1, 16)])
+@pytest.mark.parametrize(
+    "images_per_gpu,num_gpus", [(1, 8), (4, 8), (1, 1), (2, 4), (8, 2), (1, 16)]
+)
 def test_lr_is_linear_in_total_batch_and_images_seen_are_constant(images_per_gpu, num_gpus):
     total = images_per_gpu * num_gpus
     v = solver_for_schedule(images_per_gpu, num_gpus, "3x")
@@ -108,7 +111,9 @@ def test_rescale_round_trip_restores_the_config():
 
 @pytest.mark.parametrize("images_per_gpu", [1, 2, 4])
 @pytest.mark.parametrize("num_workers", [1, 4, 16])
-def test_detectron2_auto_scale_keeps_images_per_gpu_and_agrees_with_the_rule(images_per_gpu, num_workers):
+def test_detectron2_auto_scale_keeps_images_per_gpu_and_agrees_with_the_rule(
+    images_per_gpu, num_workers
+):
     # A config written for 8 GPUs, run on num_workers GPUs: Detectron2 rescales it; the result
     # must be what the rule gives for num_workers GPUs directly.
     cfg = rescale_to_images_per_gpu(_reference_cfg(), images_per_gpu, num_gpus=8)

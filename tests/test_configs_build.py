@@ -5,6 +5,7 @@ built model has, in each component, the norm layers its config names.
 MODEL.WEIGHTS is ignored (build only). Test-time proposal and detection counts are lowered so a
 forward takes a fraction of a second; the architecture is the config's.
 """
+
 from pathlib import Path
 
 import pytest
@@ -161,13 +162,16 @@ def test_each_component_has_the_norm_its_config_names(built):
                 layers += list(_norm_layers(module, skip_children=frozen))
                 for name in frozen & {n for n, _ in module.named_children()}:
                     assert all(
-                        isinstance(m, FrozenBatchNorm2d) for m in _norm_layers(getattr(module, name))
+                        isinstance(m, FrozenBatchNorm2d)
+                        for m in _norm_layers(getattr(module, name))
                     ), (rel_path, name)
             else:
                 layers += list(_norm_layers(module))
         where = f"{rel_path}: {component} ({COMPONENT_NORM_KEYS[component]}={norm!r})"
         if norm == "":
-            assert layers == [], f"{where} has norm layers {sorted({type(m).__name__ for m in layers})}"
+            assert (
+                layers == []
+            ), f"{where} has norm layers {sorted({type(m).__name__ for m in layers})}"
             continue
         assert layers, f"{where} has no norm layer"
         expected = EXPECTED_NORM_TYPES[norm]
@@ -178,7 +182,9 @@ def test_each_component_has_the_norm_its_config_names(built):
         )
         if norm == "GN":
             for m in layers:
-                groups = resolve_num_groups(m.num_channels, settings.num_groups, settings.channels_per_group)
+                groups = resolve_num_groups(
+                    m.num_channels, settings.num_groups, settings.channels_per_group
+                )
                 assert m.num_groups == groups and m.eps == settings.eps, where
 
 
@@ -187,7 +193,10 @@ def test_weight_standardization_where_configured(built):
     for component, modules in _components(model, cfg).items():
         settings = gn_settings(cfg, component)
         normed_convs = [
-            m for module in modules for m in module.modules() if isinstance(m, Conv2d) and m.norm is not None
+            m
+            for module in modules
+            for m in module.modules()
+            if isinstance(m, Conv2d) and m.norm is not None
         ]
         standardized = [isinstance(m, WSConv2d) for m in normed_convs]
         assert standardized == [settings.weight_std] * len(normed_convs), (rel_path, component)

@@ -5,6 +5,7 @@ the per-GPU batch rule (via gn_det.batch_scaling), registered names, that each b
 from its GN twin only in norm settings, that file names say what the configs do, and that
 pretrained weights come with the pixel/stride settings of their family.
 """
+
 import functools
 import re
 from pathlib import Path
@@ -27,7 +28,11 @@ from detectron2.modeling.roi_heads import (
 
 import gn_det  # noqa: F401  (registers gn_det's components)
 from gn_det import add_gn_config
-from gn_det.batch_scaling import REFERENCE_WORLD_SIZE, rescale_to_images_per_gpu, solver_for_schedule
+from gn_det.batch_scaling import (
+    REFERENCE_WORLD_SIZE,
+    rescale_to_images_per_gpu,
+    solver_for_schedule,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -73,12 +78,17 @@ WEIGHT_FAMILIES = {
     # MSRA's ResNet with its BN (FrozenBN in Detectron2's zoo; its SyncBN config starts
     # BN/SyncBN from it too), stride in the 1x1 conv.
     "detectron2://ImageNetPretrained/MSRA/R-50.pkl": dict(
-        depth=50, groups=1, norms={"FrozenBN", "BN", "SyncBN"}, stride_in_1x1=True, std=[1.0, 1.0, 1.0]
+        depth=50,
+        groups=1,
+        norms={"FrozenBN", "BN", "SyncBN"},
+        stride_in_1x1=True,
+        std=[1.0, 1.0, 1.0],
     ),
     "detectron2://ImageNetPretrained/FAIR/X-101-32x8d.pkl": dict(
         depth=101, groups=32, norms={"FrozenBN"}, stride_in_1x1=False, std=[57.375, 57.120, 58.395]
     ),
 }
+
 
 @functools.lru_cache(maxsize=None)
 def _merged(rel_path: str) -> CfgNode:
@@ -220,7 +230,11 @@ def _used_names(cfg: CfgNode):
     (Detectron2's own take the norm name only, or no norm at all).
     """
     m = cfg.MODEL
-    meta = META_ARCH_REGISTRY.get(m.META_ARCHITECTURE) if m.META_ARCHITECTURE in META_ARCH_REGISTRY else None
+    meta = (
+        META_ARCH_REGISTRY.get(m.META_ARCHITECTURE)
+        if m.META_ARCHITECTURE in META_ARCH_REGISTRY
+        else None
+    )
     retinanet = meta is not None and issubclass(meta, RetinaNet)
     used = [
         ("MODEL.META_ARCHITECTURE", META_ARCH_REGISTRY, retinanet),  # RetinaNet builds its head
@@ -296,7 +310,11 @@ TWIN_RULES = (
     (r"(.*)_bn(_\dimg)?", r"\1_gn\2", _NORMS | _BN_WEIGHTS | {"TEST.PRECISE_BN.ENABLED"}),
     (r"(.*)_syncbn(_\dimg)?", r"\1_gn\2", _NORMS | _BN_WEIGHTS | {"TEST.PRECISE_BN.ENABLED"}),
     (r"(.*)_gn_ws(_\dimg)?", r"\1_gn\2", {"MODEL.GN.WEIGHT_STD"}),
-    (r"(.*)_gn_\d+ch", r"\1_gn", {"MODEL.GN.CHANNELS_PER_GROUP", "MODEL.GN.BACKBONE.CHANNELS_PER_GROUP"}),
+    (
+        r"(.*)_gn_\d+ch",
+        r"\1_gn",
+        {"MODEL.GN.CHANNELS_PER_GROUP", "MODEL.GN.BACKBONE.CHANNELS_PER_GROUP"},
+    ),
     (r"(.*)_gn_zero_init", r"\1_gn", {"MODEL.RESNETS.ZERO_INIT_RESIDUAL"}),
     (r"scratch_(mask_rcnn_R_50_FPN_3x_gn)", r"\1", {"MODEL.WEIGHTS", "MODEL.BACKBONE.FREEZE_AT"}),
 )
@@ -330,7 +348,9 @@ def test_differs_from_its_gn_twin_only_in_norm_settings(rel_path, twin, allowed)
     unexpected = differing - allowed
     assert not unexpected, f"{rel_path} vs {twin}: unexpected differences {sorted(unexpected)}"
     # ...and every listed setting really differs (a variant identical to its twin is a mistake).
-    assert differing == allowed, f"{rel_path} vs {twin}: {sorted(allowed - differing)} do not differ"
+    assert (
+        differing == allowed
+    ), f"{rel_path} vs {twin}: {sorted(allowed - differing)} do not differ"
 
 
 @pytest.mark.parametrize("rel_path", COCO_YAMLS)
@@ -350,9 +370,11 @@ def test_weights_come_with_their_pixel_and_stride_settings(rel_path):
     assert m.PIXEL_STD == pytest.approx(family["std"])
 
 
-@pytest.mark.parametrize("weights", sorted(w for w in WEIGHT_FAMILIES if w.startswith("catalog://")))
+@pytest.mark.parametrize(
+    "weights", sorted(w for w in WEIGHT_FAMILIES if w.startswith("catalog://"))
+)
 def test_catalog_weights_exist_in_detectron2s_model_catalog(weights):
-    url = ModelCatalog.get(weights[len("catalog://"):])
+    url = ModelCatalog.get(weights[len("catalog://") :])
     assert url.startswith("https://dl.fbaipublicfiles.com/detectron/ImageNetPretrained/")
 
 
