@@ -5,11 +5,15 @@
 step (``MASK_RCNN_R50_FPN_SHAPES``), and reports the fused op's achieved bandwidth against a
 measured copy (``clone``) bandwidth. ``training_step_memory(model, inputs)`` measures the peak
 memory of one forward+backward in-process (CUDA allocator stats on GPU, the profiler's
-allocation events on CPU), which is how the fused path's memory saving is checked.
+allocation events on CPU), which is how the fused path's memory saving is checked;
+``gn_head_comparison`` and ``model_comparison`` apply it, with step times, to Detectron2's GN
+box head and to a whole model built from a gn_det config, fused vs unfused.
 
-Command line (prints both tables)::
+Command line::
 
-    python -m gn_det.layers.bench_group_norm --device cpu
+    python -m gn_det.layers.bench_group_norm --device cpu           # layers + box head
+    python -m gn_det.layers.bench_group_norm --device cpu --skip-layers \
+        --model-config configs/COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x_gn.yaml
 """
 
 import argparse
@@ -29,6 +33,7 @@ __all__ = [
     "copy_bandwidth",
     "training_step_memory",
     "gn_head_comparison",
+    "model_comparison",
     "format_table",
 ]
 
@@ -301,6 +306,118 @@ def gn_head_comparison(
     return result
 
 
+def _synthetic_batch(num_images: int, size: int, device) -> List[Dict[str, object]]:
+    """Detectron2 training inputs: random ``size`` x ``size`` images, 2 boxes with masks each."""
+    from detectron2.structures import BitMasks, Boxes, Instances
+
+    generator = torch.Generator().manual_seed(0)
+    batch = []
+    for _ in range(num_images):
+        xy = torch.rand(2, 2, generator=generator) * size / 2
+        boxes = torch.cat([xy, xy + size / 4 + torch.rand(2, 2, generator=generator) * size / 4], dim=1)
+        masks = torch.zeros(2, size, size, dtype=torch.bool)
+        for i, (x0, y0, x1, y1) in enumerate(boxes.round().long().tolist()):
+            masks[i, y0:y1, x0:x1] = True
+        instances = Instances((size, size))
+        instances.gt_boxes = Boxes(boxes)
+        instances.gt_classes = torch.tensor([0, 1])
+        instances.gt_masks = BitMasks(masks)
+        image = torch.rand(3, size, size, generator=generator) * 255
+        batch.append({"image": image.to(device), "instances": instances.to(device)})
+    return batch
+
+
+def model_comparison(
+    config_file: str,
+    image_size: int = 512,
+    num_images: int = 2,
+    repeats: int = 3,
+    device="cpu",
+    timer: str = "auto",
+) -> Dict[str, float]:
+    """A whole Detectron2 model from a gn_det config, ``MODEL.GN.FUSED`` False vs True (same
+    weights, same synthetic batch): memory of one training step (``training_step_memory``) and
+    median times of a training step and of inference. Keys as in ``gn_head_comparison``."""
+    from detectron2.config import get_cfg
+    from detectron2.modeling import build_model
+    from detectron2.utils.events import EventStorage
+
+    from ..config import add_gn_config
+
+    device = torch.device(device)
+
+    def build(fused: bool) -> nn.Module:
+        cfg = get_cfg()
+        add_gn_config(cfg)
+        cfg.merge_from_file(config_file)
+        cfg.MODEL.DEVICE = str(device)
+        cfg.MODEL.WEIGHTS = ""
+        cfg.MODEL.GN.FUSED = fused
+        torch.manual_seed(0)
+        return build_model(cfg).train()
+
+    models = {"unfused": build(False), "fused": build(True)}
+    models["fused"].load_state_dict(models["unfused"].state_dict())
+    batch = _synthetic_batch(num_images, image_size, device)
+
+    class _Losses(nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, _):
+            torch.manual_seed(0)  # the same proposals sampled in every run
+            return list(self.model(batch).values())
+
+    def train(model):
+        def run():
+            torch.manual_seed(0)
+            sum(model(batch).values()).backward()
+
+        return run
+
+    def infer(model):
+        def run():
+            model.eval()
+            with torch.no_grad():
+                model([{"image": b["image"]} for b in batch])
+            model.train()
+
+        return run
+
+    result = {}
+    with EventStorage():  # Detectron2's losses log into one
+        for name, model in models.items():
+            for key, value in training_step_memory(_Losses(model), [torch.zeros(1, device=device)]).items():
+                result[f"{name}_{key}"] = value
+        fns = {}
+        for name, model in models.items():
+            fns[f"{name}_train_ms"] = train(model)
+            fns[f"{name}_infer_ms"] = infer(model)
+        result.update(_median_ms(fns, device, repeats, timer))
+    for key in ("peak_bytes", "after_forward_bytes", "train_ms", "infer_ms"):
+        result[f"{key.rsplit('_', 1)[0]}_ratio"] = result[f"fused_{key}"] / result[f"unfused_{key}"]
+    return result
+
+
+def _comparison_table(result: Dict[str, float]) -> str:
+    mib = 2.0**20
+    rows = [
+        ("kept for backward (MiB)", "after_forward_bytes", mib, "after_forward_ratio"),
+        ("peak of a training step (MiB)", "peak_bytes", mib, "peak_ratio"),
+        ("training step (ms)", "train_ms", 1.0, "train_ratio"),
+        ("inference (ms)", "infer_ms", 1.0, "infer_ratio"),
+    ]
+    lines = ["| | unfused | fused | fused / unfused |", "|---|---|---|---|"]
+    for label, key, scale, ratio in rows:
+        if f"fused_{key}" in result:
+            lines.append(
+                f"| {label} | {result[f'unfused_{key}'] / scale:.1f} | {result[f'fused_{key}'] / scale:.1f} | "
+                f"{result[ratio]:.3f} |"
+            )
+    return "\n".join(lines)
+
+
 def format_table(rows: List[Dict[str, object]]) -> str:
     header = (
         "| layer | shape | torch infer ms | fused infer ms | infer x | torch train ms | "
@@ -327,7 +444,12 @@ def main(argv: Optional[Sequence[str]] = None):
         "--timer", default="auto", choices=TIMERS, help="auto: wall on CUDA, process CPU time on CPU"
     )
     parser.add_argument("--rois", type=int, default=512, help="RoIs in the box-head comparison")
-    parser.add_argument("--skip-layers", action="store_true", help="only the box-head comparison")
+    parser.add_argument("--skip-layers", action="store_true", help="skip the per-layer table")
+    parser.add_argument(
+        "--model-config", default="", help="a gn_det YAML: compare the whole model instead of the box head"
+    )
+    parser.add_argument("--image-size", type=int, default=512, help="with --model-config")
+    parser.add_argument("--images", type=int, default=2, help="with --model-config")
     parser.add_argument("--only", default="", help="comma-separated substrings of layer names to run")
     args = parser.parse_args(argv)
     shapes = MASK_RCNN_R50_FPN_SHAPES
@@ -345,20 +467,22 @@ def main(argv: Optional[Sequence[str]] = None):
             f"median of {args.repeats}, {timer} time; x = torch time / fused time"
         )
         print(format_table(rows))
-    head = gn_head_comparison(num_rois=args.rois, device=args.device, repeats=args.repeats, timer=args.timer)
-    mib = 2.0**20
+    if args.model_config:
+        result = model_comparison(
+            args.model_config, args.image_size, args.images, args.repeats, args.device, timer
+        )
+        print(
+            f"\n{args.model_config}, {args.images} images of {args.image_size}x{args.image_size}, "
+            f"{timer} time, median of {args.repeats}:"
+        )
+        print(_comparison_table(result))
+        return
+    head = gn_head_comparison(num_rois=args.rois, device=args.device, repeats=args.repeats, timer=timer)
     print(
-        f"\n4conv1fc GN box head (Detectron2's FastRCNNConvFCHead), {args.rois} RoIs x 256 x 7x7:\n"
-        "| | unfused | fused | fused / unfused |\n|---|---|---|---|\n"
-        f"| kept for backward (MiB) | {head['unfused_after_forward_bytes'] / mib:.1f} | "
-        f"{head['fused_after_forward_bytes'] / mib:.1f} | {head['after_forward_ratio']:.2f} |\n"
-        f"| peak of a training step (MiB) | {head['unfused_peak_bytes'] / mib:.1f} | "
-        f"{head['fused_peak_bytes'] / mib:.1f} | {head['peak_ratio']:.2f} |\n"
-        f"| training step (ms) | {head['unfused_train_ms']:.1f} | {head['fused_train_ms']:.1f} | "
-        f"{head['train_ratio']:.3f} |\n"
-        f"| inference (ms) | {head['unfused_infer_ms']:.1f} | {head['fused_infer_ms']:.1f} | "
-        f"{head['infer_ratio']:.3f} |"
+        f"\n4conv1fc GN box head (Detectron2's FastRCNNConvFCHead), {args.rois} RoIs x 256 x 7x7, "
+        f"{timer} time, median of {args.repeats}:"
     )
+    print(_comparison_table(head))
 
 
 if __name__ == "__main__":
