@@ -79,6 +79,13 @@ def test_next_conv_saves_a_recipe_and_its_weight_gradient_is_unchanged():
     assert len(recipes) == 1 and recipes[0].view is None  # conv 2's input: conv 1's fused output
 
 
+def test_on_cpu_the_fused_training_step_is_bit_identical():
+    # The torch backend runs the same kernels as nn.GroupNorm, and its recompute reproduces the
+    # forward output exactly, so nothing differs, not even rounding.
+    ref, fused = _pair(lambda: nn.Sequential(_gn_relu_conv(), _gn_relu_conv(), nn.MaxPool2d(2)))
+    _assert_same_training_step(ref, fused, torch.randn(2, 16, 8, 8), atol=0, rtol=0)
+
+
 def test_views_of_the_output_are_recomputed_as_views():
     # Detectron2's box head flattens the last conv's output before its fc layer.
     ref, fused = _pair(lambda: nn.Sequential(_gn_relu_conv(), nn.Flatten(), nn.Linear(16 * 5 * 5, 7)))
