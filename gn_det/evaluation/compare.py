@@ -60,12 +60,16 @@ def setting(report: dict, path: str):
     return None
 
 
-def _fmt(value) -> str:
+def _fmt_setting(value) -> str:
     if value is None:
         return "n/a"
-    if isinstance(value, float):
-        return f"{value:.1f}" if not value.is_integer() else str(int(value))
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # 2.0 images per GPU reads as 2
     return str(value)
+
+
+def _fmt_metric(value) -> str:
+    return "n/a" if value is None else f"{value:.1f}"
 
 
 def comparison_markdown(runs: Sequence[Run], dataset: str = None, settings: Sequence[str] = (
@@ -77,12 +81,12 @@ def comparison_markdown(runs: Sequence[Run], dataset: str = None, settings: Sequ
     header = "| | " + " | ".join(label for label, _ in runs) + " |"
     lines = [f"### {dataset}", "", header, "|---|" + "---:|" * len(runs)]
     for name in settings:
-        lines.append(f"| {name} | " + " | ".join(_fmt(setting(r, name)) for _, r in runs) + " |")
+        lines.append(f"| {name} | " + " | ".join(_fmt_setting(setting(r, name)) for _, r in runs) + " |")
     for task in REPORT_TASKS:
         if not any(task in r["datasets"][dataset] for _, r in runs):
             continue
         for metric in SUMMARY_METRICS:
-            cells = [_fmt(r["datasets"][dataset].get(task, {}).get(metric)) for _, r in runs]
+            cells = [_fmt_metric(r["datasets"][dataset].get(task, {}).get(metric)) for _, r in runs]
             lines.append(f"| {task} {metric} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
