@@ -44,14 +44,14 @@ class ShapesSpec:
 
     num_images: int
     seed: int
-    height: int = 192
-    width: int = 192
+    height: int = 160
+    width: int = 160
     min_shapes: int = 2
-    max_shapes: int = 6
-    min_radius: float = 10.0
-    max_radius: float = 44.0
-    max_stretch: float = 1.3
-    min_visible_fraction: float = 0.4
+    max_shapes: int = 5
+    min_radius: float = 12.0
+    max_radius: float = 38.0
+    max_stretch: float = 1.25
+    min_visible_fraction: float = 0.5
     min_visible_pixels: int = 40
     background_noise: float = 12.0
     classes: Tuple[str, ...] = SHAPE_CLASSES

@@ -76,10 +76,13 @@ def visualize_predictions(
         instances = predictor(bgr)["instances"].to("cpu")
         rgb = bgr[:, :, ::-1]
         scale = max(1.0, _MIN_DRAWN_SIDE / min(rgb.shape[:2]))  # labels stay legible on small images
-        drawn = Visualizer(rgb, metadata, scale=scale, instance_mode=ColorMode.IMAGE)
+        # SEGMENTATION mode colours instances by class (the dataset's thing_colors, if any), the
+        # same in both panels, so a wrong class shows as a wrong colour.
+        drawn = Visualizer(rgb, metadata, scale=scale, instance_mode=ColorMode.SEGMENTATION)
         panels = [drawn.draw_instance_predictions(instances).get_image()]
         if "annotations" in record:
-            panels.append(Visualizer(rgb, metadata, scale=scale).draw_dataset_dict(record).get_image())
+            truth = Visualizer(rgb, metadata, scale=scale, instance_mode=ColorMode.SEGMENTATION)
+            panels.append(truth.draw_dataset_dict(record).get_image())
         stem = os.path.splitext(os.path.basename(record["file_name"]))[0]
         path = os.path.join(output_dir, f"{stem}_pred.png")
         cv2.imwrite(path, np.concatenate(panels, axis=1)[:, :, ::-1])
