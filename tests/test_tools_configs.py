@@ -19,7 +19,8 @@ CONFIGS = sorted(
     p for p in glob.glob(os.path.join(REPO, "configs", "Synthetic", "*.yaml"))
     if not os.path.basename(p).startswith("Base-")
 )
-EXPECTED_NORM = {"gn": "GN", "bn": "BN", "syncbn": "SyncBN"}
+# File name "mask_rcnn_R_18_FPN_<variant>_scratch.yaml" -> (norm everywhere, weight standardization)
+EXPECTED = {"gn": ("GN", False), "gn_ws": ("GN", True), "bn": ("BN", False), "syncbn": ("SyncBN", False)}
 
 
 def _cfg(path):
@@ -29,9 +30,9 @@ def _cfg(path):
     return cfg
 
 
-def test_there_is_a_gn_config_and_a_bn_counterpart():
-    names = {os.path.basename(p) for p in CONFIGS}
-    assert {"mask_rcnn_R_18_FPN_gn_scratch.yaml", "mask_rcnn_R_18_FPN_bn_scratch.yaml"} <= names
+def test_the_family_is_gn_gn_ws_bn_and_syncbn():
+    assert {os.path.basename(p) for p in CONFIGS} == {
+        f"mask_rcnn_R_18_FPN_{variant}_scratch.yaml" for variant in EXPECTED}
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
@@ -40,9 +41,13 @@ def test_config_trains_from_scratch_on_the_embedded_dataset(path):
     assert cfg.MODEL.WEIGHTS == "" and cfg.MODEL.BACKBONE.FREEZE_AT == 0, "from scratch, every stage trains"
     assert cfg.DATASETS.TRAIN == ("gn_det_shapes_train",) and cfg.DATASETS.TEST == ("gn_det_shapes_val",)
     assert cfg.INPUT.MASK_FORMAT == "bitmask" and cfg.MODEL.ROI_HEADS.NUM_CLASSES == 4
-    norm = EXPECTED_NORM[os.path.basename(path).split("_")[-2]]
+    variant = os.path.basename(path)[len("mask_rcnn_R_18_FPN_"):-len("_scratch.yaml")]
+    norm, weight_std = EXPECTED[variant]
     for key in ("RESNETS", "FPN", "ROI_BOX_HEAD", "ROI_MASK_HEAD"):
         assert cfg.MODEL[key].NORM == norm, key
+    assert cfg.MODEL.GN.WEIGHT_STD == weight_std and cfg.MODEL.RPN.NORM == ""
+    assert (cfg.MODEL.BACKBONE.NAME, cfg.MODEL.RPN.HEAD_NAME, cfg.MODEL.ROI_BOX_HEAD.NAME, cfg.MODEL.ROI_MASK_HEAD.NAME) == (
+        "build_gn_resnet_fpn_backbone", "GNRPNHead", "GNConvFCHead", "GNMaskRCNNConvUpsampleHead")
     model = build_model(cfg).train()
     masks = torch.zeros(2, 96, 96, dtype=torch.bool)
     masks[0, 10:40, 10:50] = True
