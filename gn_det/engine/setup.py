@@ -122,7 +122,7 @@ def _set_num_classes_from_datasets(cfg: CfgNode, args) -> None:
                 f"{len(classes0)} classes {classes0}; drop the override (it is taken from the dataset)."
             )
         cfg[section][sub][leaf] = len(classes0)
-        if key == "MODEL.ROI_HEADS.NUM_CLASSES" or cfg.MODEL.META_ARCHITECTURE == "RetinaNet":
+        if (key == "MODEL.RETINANET.NUM_CLASSES") == ("RetinaNet" in cfg.MODEL.META_ARCHITECTURE):
             logger.info(f"{key}: {current} -> {len(classes0)}, the classes of dataset {name0!r}: {classes0}")
 
 
