@@ -2,6 +2,7 @@
 import argparse
 import logging
 import os
+import shlex
 import sys
 from typing import Dict, List, Optional
 
@@ -124,7 +125,7 @@ def build_base_config(args):
     return cfg
 
 
-def _sweep_info(args, presets) -> dict:
+def _sweep_info(args, presets, argv: List[str]) -> dict:
     return {
         "base_config": os.path.relpath(os.path.abspath(args.config_file)),
         "norms": [p.name for p in presets],
@@ -132,7 +133,7 @@ def _sweep_info(args, presets) -> dict:
         "seeds": list(args.seeds),
         "num_gpus": args.num_gpus,
         "overrides": list(args.opts or []),
-        "command": " ".join(["tools/sweep.py"] + sys.argv[1:]) if sys.argv else "",
+        "command": " ".join(["tools/sweep.py"] + [shlex.quote(a) for a in argv]),
     }
 
 
@@ -142,6 +143,7 @@ def sweep_main(argv: Optional[List[str]] = None) -> int:
 
     from detectron2.utils.logger import setup_logger
 
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = sweep_argument_parser().parse_args(argv)
     sweep_dir = os.path.abspath(args.output_dir)
     os.makedirs(sweep_dir, exist_ok=True)
@@ -149,6 +151,13 @@ def sweep_main(argv: Optional[List[str]] = None) -> int:
     if args.plot_only:
         import json
 
+        from .results import collect_runs
+
+        if not collect_runs(sweep_dir):
+            raise FileNotFoundError(
+                f"--plot-only: no sweep cells in {sweep_dir} (no runs/*/sweep_run.json); give the "
+                "--output-dir of a sweep that has run."
+            )
         info_path = os.path.join(sweep_dir, "sweep.json")
         info = {}
         if os.path.isfile(info_path):
@@ -170,7 +179,7 @@ def sweep_main(argv: Optional[List[str]] = None) -> int:
         weights_by_preset=parse_weights(args.weights),
         where=args.config_file,
     )
-    info = _sweep_info(args, presets)
+    info = _sweep_info(args, presets, argv)
     names = [r.cell.name for r in runs]
     logger.info(
         f"Sweep of {len(runs)} cells into {sweep_dir}: norms {info['norms']}, images/GPU "

@@ -149,7 +149,8 @@ def _ordered(values, preferred: Optional[Sequence] = None) -> list:
 
 def _format_ap(spread: Optional[dict], num_seeds: int) -> str:
     if spread is None:
-        return "—"
+        # Finished without a number: COCOeval had no detections to score (Detectron2 gives NaN).
+        return "n/a" if num_seeds else "—"
     text = f"{spread['mean']:.1f}"
     if num_seeds > 1:
         text += f" ({spread['min']:.1f}–{spread['max']:.1f})"
@@ -158,7 +159,8 @@ def _format_ap(spread: Optional[dict], num_seeds: int) -> str:
 
 def format_sweep_markdown(report: dict) -> str:
     """Two tables (mask AP, box AP: norms x images/GPU; mean over seeds, min–max in brackets when
-    several) and one row per run with its solver values and times."""
+    several) and one row per run with its solver values and times. "—": not finished; "n/a":
+    finished, but COCOeval had no detections to score."""
     info = report.get("sweep", {})
     cells = report["cells"]
     norms = _ordered([c["norm"] for c in cells], info.get("norms"))
@@ -182,17 +184,19 @@ def format_sweep_markdown(report: dict) -> str:
     lines.append("| run | norm | img/GPU | seed | status | images/iter | LR | iterations | box AP | mask AP | train s | wall s |")
     lines.append("|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
 
-    def num(value, fmt="{:.1f}"):
-        return "—" if value is None else fmt.format(value)
+    def num(value, fmt="{:.1f}", missing="—"):
+        return missing if value is None else fmt.format(value)
 
     for r in report["runs"]:
+        no_ap = "n/a" if r["status"] == "finished" else "—"
         train = num(r["train_seconds"], "{:.0f}")
         if r["train_seconds"] is not None and not r["train_seconds_complete"]:
             train += " (part)"
         lines.append(
             f"| {r['name']} | {r['norm']} | {r['images_per_gpu']} | {r['seed']} | {r['status']} | "
             f"{r['ims_per_batch']} | {num(r['base_lr'], '{:g}')} | {r['max_iter']} | "
-            f"{num(r['bbox_AP'])} | {num(r['segm_AP'])} | {train} | {num(r['wall_seconds'], '{:.0f}')} |"
+            f"{num(r['bbox_AP'], missing=no_ap)} | {num(r['segm_AP'], missing=no_ap)} | {train} | "
+            f"{num(r['wall_seconds'], '{:.0f}')} |"
         )
     return "\n".join(lines) + "\n"
 
