@@ -14,7 +14,7 @@ from .plan import plan_sweep
 from .results import write_sweep_outputs
 from .runner import run_sweep
 
-__all__ = ["DEFAULT_CONFIG", "sweep_argument_parser", "parse_weights", "build_base_config", "sweep_main"]
+__all__ = ["DEFAULT_CONFIG", "sweep_argument_parser", "parse_preset_opts", "build_base_config", "sweep_main"]
 
 logger = logging.getLogger(__name__)
 
@@ -29,11 +29,15 @@ EPILOG = """examples:
   # only re-render sweep.json / sweep.md / sweep.png from the finished cells
   python3 tools/sweep.py --output-dir output/sweep --plot-only
   # 8 GPUs per cell, SyncBN included, 3 seeds, on your own COCO-format data
+  #   (BN presets start from MSRA's BN ResNet-50, which puts the stride in the 1x1 conv)
   python3 tools/sweep.py --config-file configs/COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x_gn.yaml \\
-      --norms GN GN+WS SyncBN BN --weights SyncBN=detectron2://ImageNetPretrained/MSRA/R-50.pkl \\
-      --weights BN=detectron2://ImageNetPretrained/MSRA/R-50.pkl --num-gpus 8 --seeds 0 1 2 \\
+      --norms GN GN+WS SyncBN BN --num-gpus 8 --seeds 0 1 2 \\
+      --weights SyncBN=detectron2://ImageNetPretrained/MSRA/R-50.pkl \\
+      --preset-opts SyncBN MODEL.RESNETS.STRIDE_IN_1X1 True \\
+      --weights BN=detectron2://ImageNetPretrained/MSRA/R-50.pkl \\
+      --preset-opts BN MODEL.RESNETS.STRIDE_IN_1X1 True \\
       --dataset my_train train.json images/ --dataset my_val val.json images/ \\
-      --train-dataset my_train --test-dataset my_val MODEL.RESNETS.STRIDE_IN_1X1 False
+      --train-dataset my_train --test-dataset my_val
 """
 
 
@@ -69,6 +73,9 @@ def sweep_argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--weights", action="append", default=[], metavar="NORM=WEIGHTS",
                         help="MODEL.WEIGHTS for one preset, e.g. BN*=detectron2://ImageNetPretrained/MSRA/R-50.pkl "
                         "(a BN backbone cannot start from GN weights, nor the reverse)")
+    parser.add_argument("--preset-opts", nargs=3, action="append", default=[], metavar=("NORM", "KEY", "VALUE"),
+                        help="a config override for one preset only (repeatable), applied after its norm keys "
+                        "and before the batch rule, e.g. --preset-opts BN MODEL.RESNETS.STRIDE_IN_1X1 True")
     parser.add_argument("--in-process", action="store_true",
                         help="train cells in this process instead of one subprocess per cell")
     parser.add_argument("--plot-only", action="store_true",
@@ -78,15 +85,20 @@ def sweep_argument_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_weights(items: List[str]) -> Dict[str, str]:
-    """``["BN*=path", ...]`` -> ``{"BN*": "path"}``."""
-    weights = {}
-    for item in items:
+def parse_preset_opts(weights: List[str], preset_opts: List[List[str]]) -> Dict[str, List[str]]:
+    """``--weights NORM=W`` and ``--preset-opts NORM KEY VALUE`` -> ``{NORM: [KEY, VALUE, ...]}``
+    (preset names as given; ``plan_sweep`` resolves aliases)."""
+    by_norm: Dict[str, List[str]] = {}
+    for item in weights:
         norm, sep, path = item.partition("=")
         if not sep or not norm.strip():
-            raise ValueError(f"--weights {item!r}: expected NORM=WEIGHTS, e.g. BN=detectron2://ImageNetPretrained/MSRA/R-50.pkl")
-        weights[norm.strip()] = path.strip()
-    return weights
+            raise ValueError(
+                f"--weights {item!r}: expected NORM=WEIGHTS, e.g. BN=detectron2://ImageNetPretrained/MSRA/R-50.pkl"
+            )
+        by_norm.setdefault(norm.strip(), []).extend(["MODEL.WEIGHTS", path.strip()])
+    for norm, key, value in preset_opts:
+        by_norm.setdefault(norm, []).extend([key, value])
+    return by_norm
 
 
 def _check_datasets(cfg, registrations) -> None:
@@ -176,7 +188,7 @@ def sweep_main(argv: Optional[List[str]] = None) -> int:
         args.seeds,
         sweep_dir,
         num_gpus=args.num_gpus,
-        weights_by_preset=parse_weights(args.weights),
+        preset_opts=parse_preset_opts(args.weights, args.preset_opts),
         where=args.config_file,
     )
     info = _sweep_info(args, presets, argv)

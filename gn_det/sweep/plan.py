@@ -72,10 +72,11 @@ def _check_weights_fit(base: CfgNode, preset: NormPreset, weights: str, where: s
     if have != want:
         raise ValueError(
             f"Norm preset {preset.name!r} puts {want} layers in the backbone, but MODEL.WEIGHTS "
-            f"{weights!r} of the base config {where} is for its {base.MODEL.RESNETS.NORM!r} backbone: "
+            f"{weights!r} of the base config{(' ' + where) if where else ''} is for its {base.MODEL.RESNETS.NORM!r} backbone: "
             f"the {want} layers would start untrained. Give this preset its own weights "
             f"(--weights {preset.name}=PATH_OR_URL, e.g. detectron2://ImageNetPretrained/MSRA/R-50.pkl "
-            "for BN presets), or sweep from scratch (MODEL.WEIGHTS '')."
+            "for BN presets, with --preset-opts for the settings that go with them), or sweep from "
+            "scratch (MODEL.WEIGHTS '')."
         )
 
 
@@ -86,26 +87,26 @@ def derive_run_config(
     seed: int,
     output_dir: str,
     num_gpus: int = 1,
-    weights: Optional[str] = None,
+    preset_opts: Sequence[str] = (),
     where: str = "",
 ) -> CfgNode:
-    """The config of one cell: ``base`` with ``preset``'s norms, the per-GPU batch rule applied
-    for ``images_per_gpu`` x ``num_gpus`` (all processes), ``SEED`` and ``OUTPUT_DIR`` set.
-
-    ``weights`` (optional) replaces MODEL.WEIGHTS, for presets whose backbone needs other
-    pretrained weights than the base config's.
+    """The config of one cell: ``base`` with ``preset``'s norms and then ``preset_opts`` (KEY VALUE
+    pairs for this preset only, e.g. its MODEL.WEIGHTS), the per-GPU batch rule applied for
+    ``images_per_gpu`` x ``num_gpus`` (all processes), ``SEED`` and ``OUTPUT_DIR`` set.
     """
     if isinstance(preset, str):
         preset = parse_norm_preset(preset)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
-    chosen_weights = base.MODEL.WEIGHTS if weights is None else weights
-    if weights is None:
-        _check_weights_fit(base, preset, chosen_weights, where)
+    preset_opts = list(preset_opts)
+    if len(preset_opts) % 2:
+        raise ValueError(f"Overrides for preset {preset.name!r} must be KEY VALUE pairs, got {preset_opts}.")
     cfg = apply_norm_preset(base, preset, num_processes=num_gpus, where=where)
+    cfg.merge_from_list(preset_opts)
+    if "MODEL.WEIGHTS" not in preset_opts[0::2]:
+        _check_weights_fit(base, preset, cfg.MODEL.WEIGHTS, where)
     cfg = rescale_to_images_per_gpu(cfg, images_per_gpu, num_gpus)
     cfg.defrost()
-    cfg.MODEL.WEIGHTS = chosen_weights
     cfg.SEED = seed
     cfg.OUTPUT_DIR = output_dir
     return cfg
@@ -118,7 +119,7 @@ def plan_sweep(
     seeds: Sequence[int],
     sweep_dir: str,
     num_gpus: int = 1,
-    weights_by_preset: Optional[Dict[str, str]] = None,
+    preset_opts: Optional[Dict[str, Sequence[str]]] = None,
     where: str = "",
 ) -> List[SweepRun]:
     """Every cell of ``presets`` x ``images_per_gpu`` x ``seeds``, in that order, with its config.
@@ -130,7 +131,8 @@ def plan_sweep(
         seeds: seeds per cell (no repeats).
         sweep_dir: the sweep's directory; runs go under ``<sweep_dir>/runs``.
         num_gpus: processes per run (GPUs x machines); also REFERENCE_WORLD_SIZE of each config.
-        weights_by_preset: preset name -> MODEL.WEIGHTS for that preset.
+        preset_opts: preset name -> KEY VALUE overrides for that preset only (its pretrained
+            weights and the settings that go with them).
         where: the base config's file, for error messages.
 
     Raises:
@@ -143,11 +145,12 @@ def plan_sweep(
             raise ValueError(f"No {label} given.")
         if len(set(values)) != len(values):
             raise ValueError(f"Repeated {label} in {list(values)}; give each once.")
-    weights = {parse_norm_preset(k).slug: v for k, v in (weights_by_preset or {}).items()}
-    unknown = set(weights) - {p.slug for p in presets}
+    opts_by_slug = {parse_norm_preset(k).slug: list(v) for k, v in (preset_opts or {}).items()}
+    unknown = set(opts_by_slug) - {p.slug for p in presets}
     if unknown:
         raise ValueError(
-            f"--weights names presets that are not swept: {sorted(unknown)}; swept: {[p.name for p in presets]}."
+            f"Overrides (--weights/--preset-opts) name presets that are not swept: {sorted(unknown)}; "
+            f"swept: {[p.name for p in presets]}."
         )
     runs = []
     for preset in presets:
@@ -155,17 +158,22 @@ def plan_sweep(
             for seed in seeds:
                 cell = SweepCell(preset, n, seed)
                 out = os.path.join(sweep_dir, RUNS_DIR, cell.name)
-                cfg = derive_run_config(base, preset, n, seed, out, num_gpus, weights.get(preset.slug), where)
+                opts = opts_by_slug.get(preset.slug, ())
+                cfg = derive_run_config(base, preset, n, seed, out, num_gpus, opts, where)
                 runs.append(SweepRun(cell, cfg, out))
-    seen = {r.images_seen for r in runs}
-    if len(seen) > 1:
+    first_with = {}
+    for r in runs:
+        first_with.setdefault(r.images_seen, r.cell.name)
+    if len(first_with) > 1:
         base_images = base.SOLVER.MAX_ITER * base.SOLVER.IMS_PER_BATCH
         totals = sorted({n * num_gpus for n in images_per_gpu})
+        examples = ", ".join(f"{name}: {images}" for images, name in sorted(first_with.items()))
         raise ValueError(
-            f"The base schedule (SOLVER.MAX_ITER {base.SOLVER.MAX_ITER} x IMS_PER_BATCH "
-            f"{base.SOLVER.IMS_PER_BATCH} = {base_images} images) is not a whole number of "
-            f"iterations at every batch of the sweep ({totals} images/iteration), so cells would "
-            f"see {sorted(seen)} images. Choose SOLVER.MAX_ITER so that {base_images} becomes a "
-            f"multiple of each batch."
+            f"Cells would train on different numbers of images ({examples}); every cell must see the "
+            f"same images. Either the base schedule (SOLVER.MAX_ITER {base.SOLVER.MAX_ITER} x "
+            f"IMS_PER_BATCH {base.SOLVER.IMS_PER_BATCH} = {base_images} images) is not a whole number "
+            f"of iterations at each batch of the sweep ({totals} images/iteration): choose "
+            f"SOLVER.MAX_ITER so that it is; or a --preset-opts override changes the schedule of one "
+            "preset: drop it."
         )
     return runs
