@@ -25,11 +25,11 @@ def tiny_split(root, name, num_images, seed):
     return [name, os.path.join(directory, "annotations.json"), os.path.join(directory, "images")]
 
 
-def sweep_argv(tmp_path):
+def sweep_argv(tmp_path, norms=("GN", "BN"), images_per_gpu=("1", "2")):
     train = tiny_split(tmp_path / "data", "sweep_tiny_train", 8, 1)
     val = tiny_split(tmp_path / "data", "sweep_tiny_val", 4, 2)
     return [
-        "--norms", "GN", "BN", "--images-per-gpu", "1", "2", "--output-dir", str(tmp_path / "sweep"),
+        "--norms", *norms, "--images-per-gpu", *images_per_gpu, "--output-dir", str(tmp_path / "sweep"),
         "--dataset", *train, "--dataset", *val,
         "--train-dataset", "sweep_tiny_train", "--test-dataset", "sweep_tiny_val",
         # 8 images per cell: 8 iterations at 1 image/GPU, 4 at 2; checkpoints every 4 images.
@@ -111,3 +111,13 @@ def test_rerun_skips_finished_cells_and_resumes_an_interrupted_one(finished_swee
     with open(sweep_dir / "sweep.json") as f:
         (entry,) = [r for r in json.load(f)["runs"] if r["name"] == "gn_1img_seed0"]
     assert entry["status"] == "finished" and entry["train_seconds_complete"] is False
+
+
+def test_in_process_cell(tmp_path):
+    """--in-process trains the cell in the sweep's own process, with the same outputs."""
+    argv = sweep_argv(tmp_path, norms=["GN"], images_per_gpu=["2"])  # 4 iterations
+    assert sweep_main(argv + ["--in-process"]) == 0
+    with open(tmp_path / "sweep" / "sweep.json") as f:
+        (run,) = json.load(f)["runs"]
+    assert (run["name"], run["status"], run["max_iter"]) == ("gn_2img_seed0", "finished", 4)
+    assert run["segm_AP"] is not None and run["train_seconds_complete"] is True
