@@ -76,6 +76,14 @@ def test_gn_preset_clears_a_per_component_weight_std_override():
     assert out.MODEL.GN.WEIGHT_STD is False and out.MODEL.GN.FPN.WEIGHT_STD is None
 
 
+def test_frozen_bn_turns_off_zero_init_residual():
+    """A zero-initialized gamma that never trains would cut every residual branch for good."""
+    base = load("mask_rcnn_R_50_FPN_1x_gn.yaml")
+    base.MODEL.RESNETS.ZERO_INIT_RESIDUAL = True
+    assert apply_norm_preset(base, "BN*").MODEL.RESNETS.ZERO_INIT_RESIDUAL is False
+    assert apply_norm_preset(base, "GN").MODEL.RESNETS.ZERO_INIT_RESIDUAL is True
+
+
 def test_syncbn_with_one_process_is_refused():
     with pytest.raises(ValueError, match=r"'SyncBN' needs several processes.*--num-gpus N"):
         apply_norm_preset(load("mask_rcnn_R_50_FPN_1x_gn.yaml"), "SyncBN", num_processes=1)

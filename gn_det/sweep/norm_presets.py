@@ -15,7 +15,9 @@ configs under ``configs/`` express each norm:
 ==========  ==============================================================================
 
 Every other key of the config (weights, heads, schedule) is left as it is, so two presets applied
-to one base config differ only in the norm.
+to one base config differ only in the norm; the one exception is ``MODEL.RESNETS.ZERO_INIT_RESIDUAL``,
+which ``BN*`` turns off (a frozen gamma initialized to zero would stay zero when training from
+scratch).
 """
 import re
 from dataclasses import dataclass
@@ -228,6 +230,10 @@ def apply_norm_preset(cfg: CfgNode, preset, num_processes: int = 1, where: str =
             _set(out, key, "FrozenBN" if key == _BACKBONE_KEY else "")
         else:
             _set(out, key, preset.norm)
+    if preset.is_frozen_bn and out.MODEL.RESNETS.get("ZERO_INIT_RESIDUAL", False):
+        # A zeroed gamma that is frozen stays zero unless weights overwrite it: from scratch every
+        # residual branch would be cut off for good. Pretrained weights replace it anyway.
+        out.MODEL.RESNETS.ZERO_INIT_RESIDUAL = False
     out.MODEL.GN.WEIGHT_STD = preset.weight_std
     out.MODEL.GN.CHANNELS_PER_GROUP = preset.channels_per_group
     # A per-component WS override would make "GN" mean GN+WS somewhere: the preset decides WS.
