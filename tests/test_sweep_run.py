@@ -116,7 +116,7 @@ def test_rerun_skips_finished_cells_and_resumes_an_interrupted_one(finished_swee
 def test_in_process_cell(tmp_path):
     """--in-process trains the cell in the sweep's own process, with the same outputs."""
     argv = sweep_argv(tmp_path, norms=["GN"], images_per_gpu=["2"])  # 4 iterations
-    assert sweep_main(argv + ["--in-process"]) == 0
+    assert sweep_main(["--in-process"] + argv) == 0
     with open(tmp_path / "sweep" / "sweep.json") as f:
         (run,) = json.load(f)["runs"]
     assert (run["name"], run["status"], run["max_iter"]) == ("gn_2img_seed0", "finished", 4)
