@@ -1,4 +1,5 @@
 """Sweep planning: the cells, and each cell's config under the per-GPU batch rule."""
+
 import os
 
 import pytest
@@ -23,8 +24,14 @@ def test_cells_are_norm_by_images_by_seed_each_in_its_own_dir(tmp_path):
     runs = plan_sweep(base_cfg(), ["BN*", "GN"], [1, 4], [0, 7], str(tmp_path))
     names = [r.cell.name for r in runs]
     assert names == [
-        "frozenbn_1img_seed0", "frozenbn_1img_seed7", "frozenbn_4img_seed0", "frozenbn_4img_seed7",
-        "gn_1img_seed0", "gn_1img_seed7", "gn_4img_seed0", "gn_4img_seed7",
+        "frozenbn_1img_seed0",
+        "frozenbn_1img_seed7",
+        "frozenbn_4img_seed0",
+        "frozenbn_4img_seed7",
+        "gn_1img_seed0",
+        "gn_1img_seed7",
+        "gn_4img_seed0",
+        "gn_4img_seed7",
     ]
     assert [r.cfg.OUTPUT_DIR for r in runs] == [str(tmp_path / "runs" / n) for n in names]
     assert [r.cfg.SEED for r in runs] == [0, 7] * 4
@@ -58,8 +65,11 @@ def test_images_per_gpu_one_on_one_gpu_matches_the_family_file(tmp_path):
 def test_schedule_that_rounds_differently_is_refused(tmp_path):
     base = base_cfg()
     base.SOLVER.MAX_ITER = 10  # 160 images: not a whole number of 3-image iterations
-    with pytest.raises(ValueError, match=r"gn_3img_seed0: 159, gn_1img_seed0: 160.*MAX_ITER 10 x "
-                       r"IMS_PER_BATCH 16 = 160 images.*\[1, 3\] images/iteration"):
+    with pytest.raises(
+        ValueError,
+        match=r"gn_3img_seed0: 159, gn_1img_seed0: 160.*MAX_ITER 10 x "
+        r"IMS_PER_BATCH 16 = 160 images.*\[1, 3\] images/iteration",
+    ):
         plan_sweep(base, ["GN"], [1, 3], [0], str(tmp_path))
 
 
@@ -77,14 +87,16 @@ def test_gn_weights_for_a_bn_backbone_are_refused(tmp_path):
     # GN and GN+WS keep the GN weights; a BN preset gets the weights it is given.
     opts = {"FrozenBN": ["MODEL.WEIGHTS", "R-50.pkl", "MODEL.RESNETS.STRIDE_IN_1X1", "True"]}
     runs = plan_sweep(base, ["GN", "GN+WS", "BN*"], [2], [0], str(tmp_path), preset_opts=opts)
-    assert [r.cfg.MODEL.WEIGHTS for r in runs] == ["catalog://ImageNetPretrained/FAIR/R-50-GN"] * 2 + ["R-50.pkl"]
+    assert [r.cfg.MODEL.WEIGHTS for r in runs] == ["catalog://ImageNetPretrained/FAIR/R-50-GN"] * 2 + [
+        "R-50.pkl"
+    ]
     assert [r.cfg.MODEL.RESNETS.STRIDE_IN_1X1 for r in runs] == [False, False, True]
 
 
 def test_preset_opts_go_before_the_batch_rule(tmp_path):
     """A preset's own LR (at the base batch) is rescaled like the base's."""
     opts = {"BN": ["SOLVER.BASE_LR", "0.01"]}
-    (bn, gn) = plan_sweep(base_cfg(), ["BN", "GN"], [4], [0], str(tmp_path), num_gpus=8, preset_opts=opts)
+    bn, gn = plan_sweep(base_cfg(), ["BN", "GN"], [4], [0], str(tmp_path), num_gpus=8, preset_opts=opts)
     assert (bn.cfg.SOLVER.MAX_ITER, bn.cfg.SOLVER.BASE_LR) == (45000, pytest.approx(0.02))
     assert (gn.cfg.SOLVER.MAX_ITER, gn.cfg.SOLVER.BASE_LR) == (45000, pytest.approx(0.04))
 
@@ -97,7 +109,9 @@ def test_preset_opts_that_change_the_images_seen_are_refused(tmp_path):
 
 def test_overrides_for_a_preset_that_is_not_swept_are_refused(tmp_path):
     with pytest.raises(ValueError, match=r"name presets that are not swept: \['bn'\]"):
-        plan_sweep(base_cfg(), ["GN"], [2], [0], str(tmp_path), preset_opts={"BN": ["MODEL.WEIGHTS", "x.pkl"]})
+        plan_sweep(
+            base_cfg(), ["GN"], [2], [0], str(tmp_path), preset_opts={"BN": ["MODEL.WEIGHTS", "x.pkl"]}
+        )
 
 
 def test_syncbn_cell_on_one_process_is_refused_at_planning(tmp_path):

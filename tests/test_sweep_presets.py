@@ -1,4 +1,5 @@
 """Norm presets of the sweep: names, the keys they set, and the models they build."""
+
 import os
 
 import pytest
@@ -13,8 +14,15 @@ from gn_det.sweep.norm_presets import apply_norm_preset, parse_norm_preset, pars
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COCO = os.path.join(REPO, "configs", "COCO-InstanceSegmentation")
-NORM_KEYS = ("MODEL.RESNETS.NORM", "MODEL.FPN.NORM", "MODEL.RPN.NORM", "MODEL.ROI_BOX_HEAD.NORM",
-             "MODEL.ROI_MASK_HEAD.NORM", "MODEL.GN.WEIGHT_STD", "MODEL.GN.CHANNELS_PER_GROUP")
+NORM_KEYS = (
+    "MODEL.RESNETS.NORM",
+    "MODEL.FPN.NORM",
+    "MODEL.RPN.NORM",
+    "MODEL.ROI_BOX_HEAD.NORM",
+    "MODEL.ROI_MASK_HEAD.NORM",
+    "MODEL.GN.WEIGHT_STD",
+    "MODEL.GN.CHANNELS_PER_GROUP",
+)
 
 
 def load(name):
@@ -169,4 +177,6 @@ def test_preset_builds_those_layers(preset, backbone, heads, groups):
 def test_gn_ws_preset_builds_weight_standardized_convs():
     model = build_model(apply_norm_preset(_small_cfg(), "GN+WS"))
     assert isinstance(model.roi_heads.box_head.conv1, WSConv2d)
-    assert not isinstance(build_model(apply_norm_preset(_small_cfg(), "GN")).roi_heads.box_head.conv1, WSConv2d)
+    assert not isinstance(
+        build_model(apply_norm_preset(_small_cfg(), "GN")).roi_heads.box_head.conv1, WSConv2d
+    )

@@ -1,4 +1,5 @@
 """Sweep outputs from cell directories (no training): statuses, sweep.json, table, plot, resume rules."""
+
 import json
 import os
 
@@ -100,10 +101,12 @@ def test_markdown_tables(sweep, tmp_path):
     write_report(sweep["gn_1img_seed1"], 24.0, 21.0)
     write_report(sweep["bn_4img_seed0"], 15.0, 12.0)
     runs = collect_runs(str(tmp_path))
-    text = format_sweep_markdown({"sweep": {"norms": ["GN", "BN"]}, "runs": runs, "cells": summarize_cells(runs)})
+    text = format_sweep_markdown(
+        {"sweep": {"norms": ["GN", "BN"]}, "runs": runs, "cells": summarize_cells(runs)}
+    )
     lines = text.splitlines()
     mask = lines.index("| mask AP | 1 img/GPU | 4 img/GPU |")
-    assert lines[mask + 2: mask + 4] == ["| GN | 19.5 (18.0–21.0) | — |", "| BN | — | 12.0 |"]
+    assert lines[mask + 2 : mask + 4] == ["| GN | 19.5 (18.0–21.0) | — |", "| BN | — | 12.0 |"]
     box = lines.index("| box AP | 1 img/GPU | 4 img/GPU |")
     assert lines[box + 2] == "| GN | 22.0 (20.0–24.0) | — |"
     assert "| gn_1img_seed1 | GN | 1 | 1 | finished | 1 | 0.005 | 160 | 24.0 | 21.0 | — | — |" in lines
@@ -135,7 +138,10 @@ def test_plot_only_rerenders_json_table_and_png(sweep, tmp_path):
         report = json.load(f)
     assert report["format"] == "gn_det.sweep/1"
     assert sorted(r["name"] for r in report["runs"] if r["status"] == "finished") == [
-        "bn_4img_seed1", "gn_1img_seed0", "gn_4img_seed0"]
+        "bn_4img_seed1",
+        "gn_1img_seed0",
+        "gn_4img_seed0",
+    ]
     assert "| GN | 18.0 | 19.0 |" in (tmp_path / "sweep.md").read_text()
     image = cv2.imread(str(tmp_path / "sweep.png"))
     assert image is not None and image.shape[0] > 200 and image.shape[1] > 400

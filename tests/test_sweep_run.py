@@ -3,6 +3,7 @@
 Each cell trains a few iterations in its own subprocess (the default), is evaluated by gn_det's
 trainer, and the sweep writes sweep.json, sweep.md and sweep.png.
 """
+
 import json
 import os
 
@@ -17,7 +18,9 @@ pytestmark = pytest.mark.slow
 
 NAMES = ["gn_1img_seed0", "gn_2img_seed0", "bn_1img_seed0", "bn_2img_seed0"]
 # 64 px images with 1-3 shapes, so that a cell trains and evaluates in seconds.
-TINY = dict(height=64, width=64, min_shapes=1, max_shapes=3, min_radius=7, max_radius=22, min_visible_pixels=20)
+TINY = dict(
+    height=64, width=64, min_shapes=1, max_shapes=3, min_radius=7, max_radius=22, min_visible_pixels=20
+)
 
 
 def tiny_split(root, name, num_images, seed):
@@ -29,19 +32,52 @@ def sweep_argv(tmp_path, norms=("GN", "BN"), images_per_gpu=("1", "2")):
     train = tiny_split(tmp_path / "data", "sweep_tiny_train", 8, 1)
     val = tiny_split(tmp_path / "data", "sweep_tiny_val", 4, 2)
     return [
-        "--norms", *norms, "--images-per-gpu", *images_per_gpu, "--output-dir", str(tmp_path / "sweep"),
-        "--dataset", *train, "--dataset", *val,
-        "--train-dataset", "sweep_tiny_train", "--test-dataset", "sweep_tiny_val",
+        "--norms",
+        *norms,
+        "--images-per-gpu",
+        *images_per_gpu,
+        "--output-dir",
+        str(tmp_path / "sweep"),
+        "--dataset",
+        *train,
+        "--dataset",
+        *val,
+        "--train-dataset",
+        "sweep_tiny_train",
+        "--test-dataset",
+        "sweep_tiny_val",
         # 8 images per cell: 8 iterations at 1 image/GPU, 4 at 2; checkpoints every 4 images.
-        "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "4", "SOLVER.STEPS", "(3,)",
-        "SOLVER.WARMUP_ITERS", "1", "SOLVER.CHECKPOINT_PERIOD", "2",
-        "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN", "64",
-        "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "64",
-        "MODEL.RPN.POST_NMS_TOPK_TRAIN", "100", "MODEL.RPN.POST_NMS_TOPK_TEST", "50",
-        "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "16", "TEST.DETECTIONS_PER_IMAGE", "10",
+        "SOLVER.IMS_PER_BATCH",
+        "2",
+        "SOLVER.MAX_ITER",
+        "4",
+        "SOLVER.STEPS",
+        "(3,)",
+        "SOLVER.WARMUP_ITERS",
+        "1",
+        "SOLVER.CHECKPOINT_PERIOD",
+        "2",
+        "INPUT.MIN_SIZE_TRAIN",
+        "(64,)",
+        "INPUT.MAX_SIZE_TRAIN",
+        "64",
+        "INPUT.MIN_SIZE_TEST",
+        "64",
+        "INPUT.MAX_SIZE_TEST",
+        "64",
+        "MODEL.RPN.POST_NMS_TOPK_TRAIN",
+        "100",
+        "MODEL.RPN.POST_NMS_TOPK_TEST",
+        "50",
+        "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE",
+        "16",
+        "TEST.DETECTIONS_PER_IMAGE",
+        "10",
         # After 8 images every score is low; keep the detections so that COCOeval has some.
-        "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
-        "DATALOADER.NUM_WORKERS", "0",
+        "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
+        "0.0",
+        "DATALOADER.NUM_WORKERS",
+        "0",
     ]
 
 

@@ -7,6 +7,7 @@
 Rerunning a command resumes it: finished cells are kept, interrupted ones continue from their last
 checkpoint. See docs/README_sweep.md.
 """
+
 import sys
 
 from gn_det.sweep.cli import sweep_main

@@ -7,6 +7,7 @@ for a detector.
 - ``runner``: one directory per cell, resumable; a subprocess per cell by default.
 - ``results``: ``sweep.json``, the Markdown table and the AP-vs-images-per-GPU plot.
 """
+
 from .norm_presets import NormPreset, PRESET_NAMES, apply_norm_preset, parse_norm_preset, parse_norm_presets
 from .plan import SweepCell, SweepRun, derive_run_config, plan_sweep, run_dir_name
 from .results import collect_runs, format_sweep_markdown, plot_sweep, summarize_cells, write_sweep_outputs

@@ -9,6 +9,7 @@ training segment (start or resume -> last iteration, final evaluation excluded) 
 ``python -m gn_det.sweep.cell --config-file CFG [--num-gpus N] [--dataset ...]`` is what the
 sweep runs in a subprocess per cell: memory is returned after each cell and a crash stays in it.
 """
+
 import functools
 import json
 import os

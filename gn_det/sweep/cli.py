@@ -1,4 +1,5 @@
 """``tools/sweep.py``: arguments, then plan -> run -> sweep.json / sweep.md / sweep.png."""
+
 import argparse
 import logging
 import os
@@ -49,39 +50,101 @@ def sweep_argument_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--config-file", default=DEFAULT_CONFIG, metavar="FILE",
-                        help="base config; its schedule (MAX_ITER x IMS_PER_BATCH images) is what every "
-                        "cell trains on (default: the embedded shapes R18-FPN config)")
-    parser.add_argument("--norms", nargs="+", default=["BN", "BN*", "GN"], metavar="NORM",
-                        help=f"norm presets: {', '.join(PRESET_NAMES)} (FrozenBN = BN*; default: BN BN* GN)")
-    parser.add_argument("--images-per-gpu", nargs="+", type=int, default=[1, 2, 4, 8], metavar="N",
-                        help="per-GPU batches (default: 1 2 4 8)")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0], metavar="S",
-                        help="seeds per cell; the plot shows their spread (default: 0)")
-    parser.add_argument("--num-gpus", type=int, default=1,
-                        help="processes per cell (Detectron2's launch; CPU processes use Gloo); "
-                        "SyncBN needs >= 2")
-    parser.add_argument("--output-dir", default="output/sweep", metavar="DIR",
-                        help="sweep directory: runs/<norm>_<N>img_seed<S>/, sweep.json, sweep.md, sweep.png")
-    parser.add_argument("--dataset", nargs=3, action="append", default=[],
-                        metavar=("NAME", "JSON", "IMAGE_DIR"),
-                        help="register a COCO-format dataset under NAME in every cell (repeatable)")
-    parser.add_argument("--train-dataset", default="", metavar="NAME",
-                        help="DATASETS.TRAIN of every cell (default: the base config's)")
-    parser.add_argument("--test-dataset", default="", metavar="NAME",
-                        help="DATASETS.TEST of every cell (default: the base config's)")
-    parser.add_argument("--weights", action="append", default=[], metavar="NORM=WEIGHTS",
-                        help="MODEL.WEIGHTS for one preset, e.g. BN*=detectron2://ImageNetPretrained/MSRA/R-50.pkl "
-                        "(a BN backbone cannot start from GN weights, nor the reverse)")
-    parser.add_argument("--preset-opts", nargs=3, action="append", default=[], metavar=("NORM", "KEY", "VALUE"),
-                        help="a config override for one preset only (repeatable), applied after its norm keys "
-                        "and before the batch rule, e.g. --preset-opts BN MODEL.RESNETS.STRIDE_IN_1X1 True")
-    parser.add_argument("--in-process", action="store_true",
-                        help="train cells in this process instead of one subprocess per cell")
-    parser.add_argument("--plot-only", action="store_true",
-                        help="only re-render sweep.json / sweep.md / sweep.png from the cells in --output-dir")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, default=[],
-                        help="overrides of the base config (KEY VALUE pairs), applied before each cell's derivation")
+    parser.add_argument(
+        "--config-file",
+        default=DEFAULT_CONFIG,
+        metavar="FILE",
+        help="base config; its schedule (MAX_ITER x IMS_PER_BATCH images) is what every "
+        "cell trains on (default: the embedded shapes R18-FPN config)",
+    )
+    parser.add_argument(
+        "--norms",
+        nargs="+",
+        default=["BN", "BN*", "GN"],
+        metavar="NORM",
+        help=f"norm presets: {', '.join(PRESET_NAMES)} (FrozenBN = BN*; default: BN BN* GN)",
+    )
+    parser.add_argument(
+        "--images-per-gpu",
+        nargs="+",
+        type=int,
+        default=[1, 2, 4, 8],
+        metavar="N",
+        help="per-GPU batches (default: 1 2 4 8)",
+    )
+    parser.add_argument(
+        "--seeds",
+        nargs="+",
+        type=int,
+        default=[0],
+        metavar="S",
+        help="seeds per cell; the plot shows their spread (default: 0)",
+    )
+    parser.add_argument(
+        "--num-gpus",
+        type=int,
+        default=1,
+        help="processes per cell (Detectron2's launch; CPU processes use Gloo); " "SyncBN needs >= 2",
+    )
+    parser.add_argument(
+        "--output-dir",
+        default="output/sweep",
+        metavar="DIR",
+        help="sweep directory: runs/<norm>_<N>img_seed<S>/, sweep.json, sweep.md, sweep.png",
+    )
+    parser.add_argument(
+        "--dataset",
+        nargs=3,
+        action="append",
+        default=[],
+        metavar=("NAME", "JSON", "IMAGE_DIR"),
+        help="register a COCO-format dataset under NAME in every cell (repeatable)",
+    )
+    parser.add_argument(
+        "--train-dataset",
+        default="",
+        metavar="NAME",
+        help="DATASETS.TRAIN of every cell (default: the base config's)",
+    )
+    parser.add_argument(
+        "--test-dataset",
+        default="",
+        metavar="NAME",
+        help="DATASETS.TEST of every cell (default: the base config's)",
+    )
+    parser.add_argument(
+        "--weights",
+        action="append",
+        default=[],
+        metavar="NORM=WEIGHTS",
+        help="MODEL.WEIGHTS for one preset, e.g. BN*=detectron2://ImageNetPretrained/MSRA/R-50.pkl "
+        "(a BN backbone cannot start from GN weights, nor the reverse)",
+    )
+    parser.add_argument(
+        "--preset-opts",
+        nargs=3,
+        action="append",
+        default=[],
+        metavar=("NORM", "KEY", "VALUE"),
+        help="a config override for one preset only (repeatable), applied after its norm keys "
+        "and before the batch rule, e.g. --preset-opts BN MODEL.RESNETS.STRIDE_IN_1X1 True",
+    )
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="train cells in this process instead of one subprocess per cell",
+    )
+    parser.add_argument(
+        "--plot-only",
+        action="store_true",
+        help="only re-render sweep.json / sweep.md / sweep.png from the cells in --output-dir",
+    )
+    parser.add_argument(
+        "opts",
+        nargs=argparse.REMAINDER,
+        default=[],
+        help="overrides of the base config (KEY VALUE pairs), applied before each cell's derivation",
+    )
     return parser
 
 

@@ -19,6 +19,7 @@ to one base config differ only in the norm; the one exception is ``MODEL.RESNETS
 which ``BN*`` turns off (a frozen gamma initialized to zero would stay zero when training from
 scratch).
 """
+
 import re
 from dataclasses import dataclass
 from typing import Iterable, List
@@ -241,4 +242,3 @@ def apply_norm_preset(cfg: CfgNode, preset, num_processes: int = 1, where: str =
         if isinstance(out.MODEL.GN[component], CfgNode) and "WEIGHT_STD" in out.MODEL.GN[component]:
             out.MODEL.GN[component].WEIGHT_STD = None
     return out
-

@@ -6,6 +6,7 @@ the batch, LR and schedule (the one implementation of the per-GPU batch rule), s
 same number of training images: MAX_ITER x IMS_PER_BATCH is the base config's. SEED is the cell's
 seed and OUTPUT_DIR its own directory, ``<sweep dir>/runs/<norm>_<N>img_seed<S>``.
 """
+
 import os
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence

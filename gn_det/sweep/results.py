@@ -17,6 +17,7 @@ whatever has finished (``tools/sweep.py --plot-only``).
                  "segm_AP": {...}, "train_seconds_mean"}, ...]
     }
 """
+
 import glob
 import json
 import os
@@ -74,9 +75,21 @@ def _run_entry(output_dir: str, state: dict) -> dict:
             complete = False
         covered = max(covered, end)
     complete = complete and covered >= max_iter
-    entry = {key: state.get(key) for key in (
-        "name", "norm", "norm_slug", "images_per_gpu", "seed", "num_gpus", "ims_per_batch",
-        "base_lr", "max_iter", "images_seen")}
+    entry = {
+        key: state.get(key)
+        for key in (
+            "name",
+            "norm",
+            "norm_slug",
+            "images_per_gpu",
+            "seed",
+            "num_gpus",
+            "ims_per_batch",
+            "base_lr",
+            "max_iter",
+            "images_seen",
+        )
+    }
     entry.update(
         {
             "status": status,
@@ -121,13 +134,19 @@ def summarize_cells(runs: List[dict]) -> List[dict]:
     cells: Dict[tuple, dict] = {}
     for run in runs:
         key = (run["norm"], run["images_per_gpu"])
-        cell = cells.setdefault(key, {"norm": run["norm"], "images_per_gpu": run["images_per_gpu"], "runs": []})
+        cell = cells.setdefault(
+            key, {"norm": run["norm"], "images_per_gpu": run["images_per_gpu"], "runs": []}
+        )
         cell["runs"].append(run)
     summary = []
     for cell in cells.values():
         finished = [r for r in cell["runs"] if r["status"] == "finished"]
-        out = {"norm": cell["norm"], "images_per_gpu": cell["images_per_gpu"],
-               "num_seeds": len(finished), "num_planned": len(cell["runs"])}
+        out = {
+            "norm": cell["norm"],
+            "images_per_gpu": cell["images_per_gpu"],
+            "num_seeds": len(finished),
+            "num_planned": len(cell["runs"]),
+        }
         for task, _ in _TASKS:
             out[f"{task}_AP"] = _spread([r[f"{task}_AP"] for r in finished if r[f"{task}_AP"] is not None])
         times = [r["train_seconds"] for r in finished if r["train_seconds"] is not None]
@@ -181,7 +200,9 @@ def format_sweep_markdown(report: dict) -> str:
                 row.append("—" if cell is None else _format_ap(cell[f"{task}_AP"], cell["num_seeds"]))
             lines.append(f"| {norm} | " + " | ".join(row) + " |")
         lines.append("")
-    lines.append("| run | norm | img/GPU | seed | status | images/iter | LR | iterations | box AP | mask AP | train s | wall s |")
+    lines.append(
+        "| run | norm | img/GPU | seed | status | images/iter | LR | iterations | box AP | mask AP | train s | wall s |"
+    )
     lines.append("|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
 
     def num(value, fmt="{:.1f}", missing="—"):
@@ -217,8 +238,11 @@ def plot_sweep(report: dict, path: str, title: Optional[str] = None) -> str:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
     for ax, (task, label) in zip(axes, _TASKS):
         for i, norm in enumerate(norms):
-            points = sorted((c["images_per_gpu"], c[f"{task}_AP"]) for c in cells
-                            if c["norm"] == norm and c[f"{task}_AP"] is not None)
+            points = sorted(
+                (c["images_per_gpu"], c[f"{task}_AP"])
+                for c in cells
+                if c["norm"] == norm and c[f"{task}_AP"] is not None
+            )
             if not points:
                 continue
             xs = [p[0] for p in points]
@@ -229,8 +253,11 @@ def plot_sweep(report: dict, path: str, title: Optional[str] = None) -> str:
             high = [p[1]["max"] - p[1]["mean"] for p in points]
             if any(v > 0 for v in low + high):
                 ax.errorbar(xs, means, yerr=[low, high], fmt="none", ecolor=color, capsize=4, alpha=0.7)
-            seeds = [(r["images_per_gpu"], r[f"{task}_AP"]) for r in report["runs"]
-                     if r["norm"] == norm and r["status"] == "finished" and r[f"{task}_AP"] is not None]
+            seeds = [
+                (r["images_per_gpu"], r[f"{task}_AP"])
+                for r in report["runs"]
+                if r["norm"] == norm and r["status"] == "finished" and r[f"{task}_AP"] is not None
+            ]
             if len(seeds) > len(points):
                 ax.scatter([s[0] for s in seeds], [s[1] for s in seeds], color=color, s=10, alpha=0.5)
         ax.set_xscale("log", base=2)
@@ -253,7 +280,9 @@ def plot_sweep(report: dict, path: str, title: Optional[str] = None) -> str:
     return path
 
 
-def write_sweep_outputs(sweep_dir: str, sweep_info: dict, names: Optional[Sequence[str]] = None) -> Dict[str, str]:
+def write_sweep_outputs(
+    sweep_dir: str, sweep_info: dict, names: Optional[Sequence[str]] = None
+) -> Dict[str, str]:
     """Collect the cells, write ``sweep.json``, ``sweep.md`` and ``sweep.png`` into ``sweep_dir``;
     return their paths."""
     runs = collect_runs(sweep_dir, names)

@@ -13,6 +13,7 @@ A cell is **finished** when its ``ap_report.json`` is that of the last iteration
 is never run again. Any other cell is (re)started with ``--resume``: Detectron2 continues from
 ``last_checkpoint`` if the directory has one, else starts from MODEL.WEIGHTS.
 """
+
 import datetime
 import json
 import logging
@@ -137,8 +138,16 @@ def is_finished(output_dir: str, max_iter: int) -> bool:
 
 def cell_command(run: SweepRun, num_gpus: int = 1, dataset_args: Sequence[Sequence[str]] = ()) -> List[str]:
     """The command training (resuming) one cell in a fresh Python process."""
-    cmd = [sys.executable, "-m", "gn_det.sweep.cell", "--config-file",
-           os.path.join(run.output_dir, RUN_CONFIG_NAME), "--resume", "--num-gpus", str(num_gpus)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "gn_det.sweep.cell",
+        "--config-file",
+        os.path.join(run.output_dir, RUN_CONFIG_NAME),
+        "--resume",
+        "--num-gpus",
+        str(num_gpus),
+    ]
     for name, json_file, image_root in dataset_args:
         cmd += ["--dataset", name, json_file, image_root]
     return cmd
@@ -208,7 +217,9 @@ def run_sweep(
             done.append(name)
             continue
         resumed = os.path.isfile(os.path.join(run.output_dir, "last_checkpoint"))
-        logger.info(f"[{index}/{len(runs)}] {name}: {'resuming' if resumed else 'training'} in {run.output_dir}")
+        logger.info(
+            f"[{index}/{len(runs)}] {name}: {'resuming' if resumed else 'training'} in {run.output_dir}"
+        )
         started = time.time()
         execute = run_cell_in_process if in_process else run_cell_subprocess
         returncode = execute(run, num_gpus, dataset_args)
@@ -217,7 +228,9 @@ def run_sweep(
         state = load_run_state(run.output_dir)
         state["attempts"].append(
             {
-                "started": datetime.datetime.fromtimestamp(started, datetime.timezone.utc).isoformat(timespec="seconds"),
+                "started": datetime.datetime.fromtimestamp(started, datetime.timezone.utc).isoformat(
+                    timespec="seconds"
+                ),
                 "wall_seconds": seconds,
                 "returncode": returncode,
                 "resumed": resumed,
@@ -231,7 +244,9 @@ def run_sweep(
         else:
             why = f"exit code {returncode}" if returncode else "no final ap_report.json"
             tail = _tail(os.path.join(run.output_dir, STDOUT_NAME)) if not in_process else ""
-            logger.error(f"[{index}/{len(runs)}] {name}: failed ({why}); rerun the sweep to resume it.\n{tail}")
+            logger.error(
+                f"[{index}/{len(runs)}] {name}: failed ({why}); rerun the sweep to resume it.\n{tail}"
+            )
             failed.append(name)
         if after_each is not None:
             after_each(run)
