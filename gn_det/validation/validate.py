@@ -1,0 +1,160 @@
+"""``validate``: every check a run needs, before anything is built; one report of all problems."""
+import json
+import logging
+import os
+from typing import Callable, Dict, Optional, Sequence
+
+from detectron2.config import CfgNode
+from detectron2.data import DatasetCatalog, MetadataCatalog
+
+from .checkpoint_checks import check_checkpoint
+from .coco_checks import check_coco_json
+from .config_checks import check_config, check_config_sources, default_base_cfg
+from .report import ValidationReport
+
+__all__ = ["validate", "validate_datasets", "use_cleaned_datasets", "checkpoint_to_load"]
+
+logger = logging.getLogger(__name__)
+
+
+def checkpoint_to_load(cfg: CfgNode, resume: bool) -> Optional[tuple]:
+    """``(where, path)`` of the file training will load, as DefaultTrainer.resume_or_load picks
+    it: ``OUTPUT_DIR/last_checkpoint``'s target when resuming and it exists, else MODEL.WEIGHTS;
+    None when nothing is loaded."""
+    if resume and cfg.OUTPUT_DIR:
+        tag = os.path.join(cfg.OUTPUT_DIR, "last_checkpoint")
+        if os.path.isfile(tag):
+            with open(tag) as f:
+                name = f.read().strip()
+            return f"{tag} (--resume)", os.path.join(cfg.OUTPUT_DIR, name)
+    if cfg.MODEL.WEIGHTS:
+        return "MODEL.WEIGHTS", cfg.MODEL.WEIGHTS
+    return None
+
+
+def _coco_source(name: str) -> Optional[tuple]:
+    metadata = MetadataCatalog.get(name)
+    json_file = getattr(metadata, "json_file", None)
+    image_root = getattr(metadata, "image_root", None)
+    if json_file and image_root is not None:
+        return json_file, image_root
+    return None
+
+
+def use_cleaned_datasets(cleaned: Dict[str, str]) -> None:
+    """Re-register each dataset ``name`` to read ``cleaned[name]`` (a json written by validate
+    under --skip-invalid), keeping its image root and metadata. Call it in every process that
+    trains (launch's workers re-import and re-register their datasets)."""
+    from detectron2.data.datasets import register_coco_instances
+
+    for name, json_file in cleaned.items():
+        metadata = MetadataCatalog.get(name).as_dict()
+        if metadata.get("json_file") == json_file:
+            continue
+        image_root = metadata.get("image_root", "")
+        for key in ("name", "json_file", "image_root", "evaluator_type"):
+            metadata.pop(key, None)
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+        register_coco_instances(name, metadata, json_file, image_root)
+
+
+def validate_datasets(
+    cfg: CfgNode,
+    *,
+    training: bool = True,
+    skip_invalid: bool = False,
+    check_images: bool = True,
+    cleaned_dir: Optional[str] = None,
+    report: Optional[ValidationReport] = None,
+) -> ValidationReport:
+    """Check the COCO json (and images) of every registered dataset the config uses.
+
+    With ``skip_invalid``, datasets with invalid records are written without them to
+    ``cleaned_dir`` (default ``OUTPUT_DIR/validated_datasets``) and re-registered to read the
+    cleaned file in this process (``report.cleaned_datasets``; pass it to use_cleaned_datasets
+    in other processes).
+    """
+    report = report if report is not None else ValidationReport()
+    names = (list(cfg.DATASETS.TRAIN) if training else []) + list(cfg.DATASETS.TEST)
+    registered = set(DatasetCatalog.list())
+    seen = set()
+    for name in names:
+        if name in seen or name not in registered:
+            continue  # unregistered names are reported by check_config
+        seen.add(name)
+        source = _coco_source(name)
+        if source is None:
+            report.checked.append(f"dataset {name}: not registered from a COCO json, records not checked here")
+            continue
+        json_file, image_root = source
+        result = check_coco_json(
+            json_file,
+            image_root,
+            dataset_name=name,
+            skip_invalid=skip_invalid,
+            require_masks=bool(cfg.MODEL.MASK_ON),
+            for_evaluation=name in cfg.DATASETS.TEST,
+            check_images=check_images,
+        )
+        report.extend(result.report)
+        if skip_invalid and result.data is not None and (result.dropped_image_ids or result.dropped_annotation_ids):
+            out_dir = cleaned_dir or os.path.join(cfg.OUTPUT_DIR, "validated_datasets")
+            os.makedirs(out_dir, exist_ok=True)
+            path = os.path.join(out_dir, f"{name}.json")
+            with open(path, "w") as f:
+                json.dump(result.data, f)
+            report.cleaned_datasets[name] = path
+            use_cleaned_datasets({name: path})
+    return report
+
+
+def validate(
+    config_file: Optional[str] = None,
+    opts: Sequence[str] = (),
+    *,
+    cfg: Optional[CfgNode] = None,
+    base_cfg: Callable[[], CfgNode] = default_base_cfg,
+    num_processes: int = 1,
+    resume: bool = False,
+    eval_only: bool = False,
+    skip_invalid: bool = False,
+    trust_checkpoint: Optional[bool] = None,
+    check_datasets: bool = True,
+    check_images: bool = True,
+    cleaned_dir: Optional[str] = None,
+) -> ValidationReport:
+    """Run every check a training/evaluation run needs and report ALL problems found.
+
+    Args:
+        config_file, opts: the YAML and ``KEY VALUE`` overrides (as tools take them); checked key
+            by key, then merged like Detectron2 does. Or pass an already merged ``cfg``.
+        base_cfg: builds the defaults the YAML is merged into (Detectron2's + gn_det's).
+        num_processes: ``--num-gpus`` x ``--num-machines``.
+        resume: check the checkpoint ``--resume`` would load (``OUTPUT_DIR/last_checkpoint``).
+        eval_only: skip training-only checks (DATASETS.TRAIN, batch size).
+        skip_invalid: drop invalid dataset records (listed and counted) instead of failing.
+        trust_checkpoint: allow checkpoints that need plain pickle (None: $GN_DET_TRUST_CHECKPOINT).
+        check_datasets / check_images: check dataset jsons / image headers.
+        cleaned_dir: where skip_invalid writes cleaned jsons.
+
+    Returns:
+        A ValidationReport; ``report.ok`` says whether the run can start, ``report.cfg`` is the
+        merged config (None if it could not be built), ``report.raise_if_failed()`` raises a
+        ValidationError listing everything.
+    """
+    report = ValidationReport()
+    if cfg is None:
+        cfg, _ = check_config_sources(config_file, opts, base_cfg=base_cfg, report=report)
+    report.cfg = cfg
+    training = not eval_only
+    check_config(cfg, num_processes=num_processes, report=report, training=training)
+    if check_datasets:
+        validate_datasets(
+            cfg, training=training, skip_invalid=skip_invalid, check_images=check_images, cleaned_dir=cleaned_dir, report=report
+        )
+    target = checkpoint_to_load(cfg, resume)
+    if target is not None:
+        where, path = target
+        check_checkpoint(path, where=where, trust=trust_checkpoint, report=report)
+    return report
