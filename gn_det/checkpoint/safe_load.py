@@ -11,6 +11,7 @@ global, unless the caller explicitly trusts the file (``trust=True``: plain ``pi
 ``torch.load(weights_only=False)``, which can run arbitrary code).
 Truncated or corrupt files raise :class:`CheckpointLoadError` with the path and the reason.
 """
+import _compat_pickle
 import importlib
 import os
 import pickle
@@ -101,6 +102,16 @@ def _resolve(spec: Tuple[str, str]) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
+def _display_name(module: str, name: str) -> str:
+    """``module.name`` as Python 3 resolves it: protocol <= 2 pickles carry Python 2 names (e.g.
+    ``commands.call`` for ``subprocess.call``), which pickle maps back when loading."""
+    if (module, name) in _compat_pickle.NAME_MAPPING:
+        module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+    elif module in _compat_pickle.IMPORT_MAPPING:
+        module = _compat_pickle.IMPORT_MAPPING[module]
+    return f"{module}.{name}"
+
+
 class RestrictedUnpickler(pickle.Unpickler):
     """An ``Unpickler`` that resolves only the globals in ``PICKLE_ALLOWED_GLOBALS``.
 
@@ -116,7 +127,7 @@ class RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         spec = _ALLOWED_SPECS.get((module, name))
         if spec is None:
-            raise UnsafeCheckpointError(self._source, f"{module}.{name}", _ALLOWED_SUMMARY)
+            raise UnsafeCheckpointError(self._source, _display_name(module, name), _ALLOWED_SUMMARY)
         return _resolve(spec)
 
     def persistent_load(self, pid: Any) -> Any:
@@ -166,8 +177,9 @@ def load_torch_file(path: str, *, trust: bool = False, mmap: Optional[bool] = No
         message = str(e)
         found = _GLOBAL_IN_TORCH_MESSAGE.search(message)
         if "Weights only load failed" in message and found:
+            module, _, name = found.group(1).rpartition(".")
             raise UnsafeCheckpointError(
-                path, found.group(1), "tensors, containers, numbers and strings (torch.load weights_only=True)"
+                path, _display_name(module, name), "tensors, containers, numbers and strings (torch.load weights_only=True)"
             ) from None
         raise CheckpointLoadError(path, _short_torch_reason(message)) from None
     except (RuntimeError, EOFError, ValueError, OSError, AttributeError, KeyError) as e:

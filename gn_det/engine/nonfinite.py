@@ -7,6 +7,7 @@ right after the forward: the optimizer step of that iteration is never taken, so
 memory and the last saved checkpoint stay finite.
 """
 import logging
+import math
 from typing import Dict, Mapping, Optional
 
 import torch
@@ -33,7 +34,10 @@ class NonFiniteLossError(FloatingPointError):
         self.losses = losses
         self.nonfinite_terms = list(nonfinite_terms)
         self.last_checkpoint = last_checkpoint
-        bad = ", ".join(f"{k}={losses[k]}" if k in losses else f"{k} (on another rank)" for k in self.nonfinite_terms)
+        bad = ", ".join(
+            f"{k}={losses[k]}" if not math.isfinite(losses.get(k, 0.0)) else f"{k} (non-finite on another rank)"
+            for k in self.nonfinite_terms
+        )
         good = ", ".join(f"{k}={v:.4g}" for k, v in losses.items() if k not in self.nonfinite_terms)
         if last_checkpoint:
             kept = f"The last good checkpoint is kept: {last_checkpoint} (resume from it with --resume)."

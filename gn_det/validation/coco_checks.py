@@ -86,11 +86,12 @@ def read_image_size(path: str) -> Tuple[int, int]:
 
 
 def _decode_error_message(text: str, error: json.JSONDecodeError) -> str:
-    ends_there = error.pos >= len(text.rstrip())
+    # The parser stopped for lack of input: an unterminated string always runs to the end.
+    ends_there = error.pos >= len(text.rstrip()) or error.msg.startswith("Unterminated string")
     return (
-        f"not valid JSON: {error.msg} at line {error.lineno} column {error.colno} (character "
+        f"not valid JSON: {error.msg} (line {error.lineno}, column {error.colno}, character "
         f"{error.pos} of {len(text)})"
-        + ("; the file ends there, so it is probably truncated (an interrupted download or copy)" if ends_there else "")
+        + ("; the text ends before the document does, so the file is probably truncated (an interrupted download or copy)" if ends_there else "")
     )
 
 
@@ -112,7 +113,8 @@ class _CocoChecker:
     # -- helpers ------------------------------------------------------------------------------
 
     def file_problem(self, kind: str, message: str, where: str = "") -> None:
-        self.report.add(kind, f"{self.json_file}{where}", message)
+        dataset = f"dataset {self.name!r}: " if self.name != self.json_file else ""
+        self.report.add(kind, f"{dataset}{self.json_file}{where}", message)
 
     def image_problem(self, kind: str, image_id, message: str) -> None:
         self.report.add(kind, f"{self.json_file} image id {image_id!r}", message, dropped=self.skip_invalid)
@@ -354,7 +356,8 @@ class _CocoChecker:
         with_image = 0
         for position, ann in enumerate(data["annotations"]):
             if position in self.bad_annotations:
-                result.dropped_annotation_ids.add(ann.get("id") if isinstance(ann, dict) else None)
+                ann_id = ann.get("id") if isinstance(ann, dict) else None
+                result.dropped_annotation_ids.add(ann_id if _hashable(ann_id) else repr(ann_id))
                 continue
             if not _hashable(ann["image_id"]) or ann["image_id"] not in good_images:
                 with_image += 1

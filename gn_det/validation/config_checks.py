@@ -84,7 +84,7 @@ def _suggest(full_key: str, node: CfgNode, index: Dict[str, List[str]]) -> str:
     key = full_key.rsplit(".", 1)[-1]
     parent = full_key.rsplit(".", 1)[0] + "." if "." in full_key else ""
     close = [parent + k for k in difflib.get_close_matches(key, list(node.keys()), n=3, cutoff=0.6)]
-    elsewhere = [k for k in index.get(key, []) if k not in close][:4]
+    elsewhere = [k for k in index.get(key, []) if k not in close][:8]
     hints = []
     if close:
         hints.append("did you mean " + " or ".join(close) + "?")
@@ -308,29 +308,52 @@ def _from_gn_det(obj) -> bool:
     return obj is not None and getattr(obj, "__module__", "").startswith("gn_det")
 
 
+def _registered_class(registry_name: str, name: str):
+    from detectron2 import modeling
+
+    registry = getattr(modeling, registry_name)
+    return registry.get(name) if name in registry else None
+
+
+def _is_subclass(obj, base) -> bool:
+    return isinstance(obj, type) and issubclass(obj, base)
+
+
+def _uses_res5_roi_heads(cfg: CfgNode) -> bool:
+    from detectron2.modeling.roi_heads import Res5ROIHeads
+
+    return _is_subclass(_registered_class("ROI_HEADS_REGISTRY", cfg.MODEL.ROI_HEADS.NAME), Res5ROIHeads)
+
+
+def _is_retinanet(cfg: CfgNode) -> bool:
+    from detectron2.modeling.meta_arch import RetinaNet
+
+    return _is_subclass(_registered_class("META_ARCH_REGISTRY", cfg.MODEL.META_ARCHITECTURE), RetinaNet)
+
+
 def component_channels(cfg: CfgNode) -> Dict[str, List[Tuple[str, int]]]:
     """The channel counts each normalized component will see when the model is built.
 
     Returns ``{component: [(layer description, channels), ...]}`` for the components the config
     uses (components are the keys of ``gn_det.config.COMPONENT_NORM_KEYS``), following Detectron2's
     builders: ResNet stem and stage widths (bottleneck width = RESNETS.NUM_GROUPS x
-    WIDTH_PER_GROUP, doubled per stage; outputs from RES2_OUT_CHANNELS, doubled per stage), FPN
-    OUT_CHANNELS, RPN head conv dims (-1 = its input channels), box/mask head CONV_DIM, RetinaNet
-    head convs.
+    WIDTH_PER_GROUP, doubled per stage; outputs from RES2_OUT_CHANNELS, doubled per stage; res5
+    also when a Res5ROIHeads builds it per region), FPN OUT_CHANNELS, RPN head conv dims (-1 = its
+    input channels), box/mask head CONV_DIM, RetinaNet head convs.
     """
     m = cfg.MODEL
     out: Dict[str, List[Tuple[str, int]]] = {}
     backbone_name = str(m.BACKBONE.NAME)
     is_resnet = "resnet" in backbone_name.lower()
     has_fpn = "fpn" in backbone_name.lower()
+    retinanet = _is_retinanet(cfg)
+    res5_head = not retinanet and _uses_res5_roi_heads(cfg)
     stage_out = {}
     if is_resnet and m.RESNETS.DEPTH in RESNET_BLOCKS_PER_STAGE:
         layers = [("stem", m.RESNETS.STEM_OUT_CHANNELS)]
         stage_idx = {"res2": 2, "res3": 3, "res4": 4, "res5": 5}
         wanted = [stage_idx[f] for f in m.RESNETS.OUT_FEATURES if f in stage_idx] or [5]
-        last_stage = max(wanted)
-        if m.ROI_HEADS.NAME == "Res5ROIHeads":
-            last_stage = 5  # the C4 box head builds res5 with the backbone's norm
+        last_stage = 5 if res5_head else max(wanted)
         bottleneck = m.RESNETS.NUM_GROUPS * m.RESNETS.WIDTH_PER_GROUP
         width = m.RESNETS.RES2_OUT_CHANNELS
         for stage in range(2, 6):
@@ -344,17 +367,17 @@ def component_channels(cfg: CfgNode) -> Dict[str, List[Tuple[str, int]]]:
         out["BACKBONE"] = layers
     if has_fpn:
         out["FPN"] = [("FPN lateral/output convs (MODEL.FPN.OUT_CHANNELS)", m.FPN.OUT_CHANNELS)]
-    if m.PROPOSAL_GENERATOR.NAME in ("RPN", "RRPN") and m.META_ARCHITECTURE != "RetinaNet":
+    if not retinanet and m.PROPOSAL_GENERATOR.NAME in ("RPN", "RRPN"):
         features = list(m.RPN.IN_FEATURES)
         in_channels = m.FPN.OUT_CHANNELS if has_fpn else stage_out.get(features[0] if features else "", None)
         if in_channels is not None:
             dims = [in_channels if d == -1 else d for d in m.RPN.CONV_DIMS]
             out["RPN_HEAD"] = [(f"RPN head conv {i} (MODEL.RPN.CONV_DIMS)", d) for i, d in enumerate(dims)]
-    if m.META_ARCHITECTURE != "RetinaNet" and m.ROI_HEADS.NAME != "Res5ROIHeads" and m.ROI_BOX_HEAD.NUM_CONV > 0:
+    if not retinanet and not res5_head and m.ROI_BOX_HEAD.NUM_CONV > 0:
         out["BOX_HEAD"] = [("box head convs (MODEL.ROI_BOX_HEAD.CONV_DIM)", m.ROI_BOX_HEAD.CONV_DIM)]
-    if m.MASK_ON and m.ROI_MASK_HEAD.NUM_CONV > 0:
+    if not retinanet and m.MASK_ON and m.ROI_MASK_HEAD.NUM_CONV > 0:
         out["MASK_HEAD"] = [("mask head convs (MODEL.ROI_MASK_HEAD.CONV_DIM)", m.ROI_MASK_HEAD.CONV_DIM)]
-    if m.META_ARCHITECTURE == "RetinaNet" and has_fpn and m.RETINANET.NUM_CONVS > 0:
+    if retinanet and has_fpn and m.RETINANET.NUM_CONVS > 0:
         out["RETINANET_HEAD"] = [("RetinaNet head convs (MODEL.FPN.OUT_CHANNELS)", m.FPN.OUT_CHANNELS)]
     return out
 
@@ -484,7 +507,9 @@ def _check_names(cfg: CfgNode, report: ValidationReport) -> Dict[str, bool]:
             )
     if uses_roi_heads:
         roi_heads = _check_registered_name(report, "MODEL.ROI_HEADS.NAME", m.ROI_HEADS.NAME, ROI_HEADS_REGISTRY)
-        if m.ROI_HEADS.NAME != "Res5ROIHeads":
+        uses_roi_heads = roi_heads is not None  # which head names matter depends on the ROI heads
+    if uses_roi_heads:
+        if not _uses_res5_roi_heads(cfg):
             owners["BOX_HEAD"] = _from_gn_det(
                 _check_registered_name(report, "MODEL.ROI_BOX_HEAD.NAME", m.ROI_BOX_HEAD.NAME, ROI_BOX_HEAD_REGISTRY)
             )
@@ -494,8 +519,8 @@ def _check_names(cfg: CfgNode, report: ValidationReport) -> Dict[str, bool]:
             )
         if m.KEYPOINT_ON:
             _check_registered_name(report, "MODEL.ROI_KEYPOINT_HEAD.NAME", m.ROI_KEYPOINT_HEAD.NAME, ROI_KEYPOINT_HEAD_REGISTRY)
-        if m.ROI_HEADS.NAME == "Res5ROIHeads" and _from_gn_det(roi_heads):
-            owners["BACKBONE"] = True
+        if _uses_res5_roi_heads(cfg) and _from_gn_det(roi_heads):
+            owners["BACKBONE"] = True  # gn_det's Res5 ROI heads build res5 with the BACKBONE settings
     if m.META_ARCHITECTURE in ("SemanticSegmentor", "PanopticFPN"):
         _check_registered_name(report, "MODEL.SEM_SEG_HEAD.NAME", m.SEM_SEG_HEAD.NAME, SEM_SEG_HEADS_REGISTRY)
     return owners
