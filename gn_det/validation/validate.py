@@ -7,6 +7,7 @@ from typing import Callable, Dict, Optional, Sequence
 from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
+from ..checkpoint.atomic import AtomicFileWriter
 from .checkpoint_checks import check_checkpoint
 from .coco_checks import check_coco_json
 from .config_checks import check_config, check_config_sources, default_base_cfg
@@ -59,6 +60,26 @@ def use_cleaned_datasets(cleaned: Dict[str, str]) -> None:
         register_coco_instances(name, metadata, json_file, image_root)
 
 
+# Datasets validated clean, keyed by their json's path, size and mtime and the check options: a
+# resumed run does not re-read an unchanged COCO-sized dataset (minutes) every time.
+_CLEAN_CACHE_NAME = "clean_datasets.json"
+
+
+def _clean_key(json_file: str, image_root: str, **options) -> dict:
+    stat = os.stat(json_file)
+    return {"json_file": os.path.abspath(json_file), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+            "image_root": os.path.abspath(image_root), **options}
+
+
+def _read_clean_cache(path: str) -> list:
+    try:
+        with open(path) as f:
+            entries = json.load(f)
+        return entries if isinstance(entries, list) else []
+    except (OSError, ValueError):
+        return []
+
+
 def validate_datasets(
     cfg: CfgNode,
     *,
@@ -66,46 +87,61 @@ def validate_datasets(
     skip_invalid: bool = False,
     check_images: bool = True,
     cleaned_dir: Optional[str] = None,
+    apply_cleaned: bool = True,
+    prepare_dataset: Optional[Callable[[str], None]] = None,
+    use_cache: bool = True,
     report: Optional[ValidationReport] = None,
 ) -> ValidationReport:
     """Check the COCO json (and images) of every registered dataset the config uses.
 
+    A dataset found clean is remembered in ``OUTPUT_DIR/validated_datasets/clean_datasets.json``
+    (json path, size, mtime, options); while the json is unchanged, later runs into the same
+    OUTPUT_DIR (e.g. --resume) skip it (``use_cache=False`` re-checks).
+
     With ``skip_invalid``, datasets with invalid records are written without them to
-    ``cleaned_dir`` (default ``OUTPUT_DIR/validated_datasets``) and re-registered to read the
-    cleaned file in this process (``report.cleaned_datasets``; pass it to use_cleaned_datasets
-    in other processes).
+    ``cleaned_dir`` (default ``OUTPUT_DIR/validated_datasets``); ``report.cleaned_datasets`` maps
+    their names to the cleaned files, and with ``apply_cleaned`` they are re-registered to read
+    them in this process (other processes: use_cleaned_datasets(report.cleaned_datasets)).
+    ``prepare_dataset(name)`` is called first for each dataset (e.g. to generate it on disk).
     """
     report = report if report is not None else ValidationReport()
     names = (list(cfg.DATASETS.TRAIN) if training else []) + list(cfg.DATASETS.TEST)
     registered = set(DatasetCatalog.list())
+    out_dir = cleaned_dir or (os.path.join(cfg.OUTPUT_DIR, "validated_datasets") if cfg.OUTPUT_DIR else "")
+    cache_path = os.path.join(out_dir, _CLEAN_CACHE_NAME) if out_dir and use_cache else ""
+    clean_cache = _read_clean_cache(cache_path) if cache_path else []
     seen = set()
     for name in names:
         if name in seen or name not in registered:
             continue  # unregistered names are reported by check_config
         seen.add(name)
+        if prepare_dataset is not None:
+            prepare_dataset(name)
         source = _coco_source(name)
         if source is None:
             report.checked.append(f"dataset {name}: not registered from a COCO json, records not checked here")
             continue
         json_file, image_root = source
-        result = check_coco_json(
-            json_file,
-            image_root,
-            dataset_name=name,
-            skip_invalid=skip_invalid,
-            require_masks=bool(cfg.MODEL.MASK_ON),
-            for_evaluation=name in cfg.DATASETS.TEST,
-            check_images=check_images,
-        )
+        options = dict(require_masks=bool(cfg.MODEL.MASK_ON), for_evaluation=name in cfg.DATASETS.TEST, check_images=check_images)
+        key = _clean_key(json_file, image_root, **options) if cache_path and os.path.isfile(json_file) else None
+        if key is not None and key in clean_cache:
+            report.checked.append(f"dataset {name}: {json_file} unchanged since validated clean (cache {cache_path})")
+            continue
+        result = check_coco_json(json_file, image_root, dataset_name=name, skip_invalid=skip_invalid, **options)
         report.extend(result.report)
+        if key is not None and not result.report.problems:
+            clean_cache.append(key)
+            os.makedirs(out_dir, exist_ok=True)
+            with AtomicFileWriter(cache_path, "w") as f:
+                json.dump(clean_cache, f, indent=1)
         if skip_invalid and result.data is not None and (result.dropped_image_ids or result.dropped_annotation_ids):
-            out_dir = cleaned_dir or os.path.join(cfg.OUTPUT_DIR, "validated_datasets")
             os.makedirs(out_dir, exist_ok=True)
             path = os.path.join(out_dir, f"{name}.json")
-            with open(path, "w") as f:
+            with AtomicFileWriter(path, "w") as f:
                 json.dump(result.data, f)
             report.cleaned_datasets[name] = path
-            use_cleaned_datasets({name: path})
+            if apply_cleaned:
+                use_cleaned_datasets({name: path})
     return report
 
 
@@ -123,6 +159,8 @@ def validate(
     check_datasets: bool = True,
     check_images: bool = True,
     cleaned_dir: Optional[str] = None,
+    apply_cleaned: bool = True,
+    prepare_dataset: Optional[Callable[[str], None]] = None,
 ) -> ValidationReport:
     """Run every check a training/evaluation run needs and report ALL problems found.
 
@@ -137,6 +175,8 @@ def validate(
         trust_checkpoint: allow checkpoints that need plain pickle (None: $GN_DET_TRUST_CHECKPOINT).
         check_datasets / check_images: check dataset jsons / image headers.
         cleaned_dir: where skip_invalid writes cleaned jsons.
+        apply_cleaned: re-register datasets to their cleaned jsons in this process.
+        prepare_dataset: called with each dataset name before its json is checked.
 
     Returns:
         A ValidationReport; ``report.ok`` says whether the run can start, ``report.cfg`` is the
@@ -151,7 +191,8 @@ def validate(
     check_config(cfg, num_processes=num_processes, report=report, training=training)
     if check_datasets:
         validate_datasets(
-            cfg, training=training, skip_invalid=skip_invalid, check_images=check_images, cleaned_dir=cleaned_dir, report=report
+            cfg, training=training, skip_invalid=skip_invalid, check_images=check_images, cleaned_dir=cleaned_dir,
+            apply_cleaned=apply_cleaned, prepare_dataset=prepare_dataset, report=report,
         )
     target = checkpoint_to_load(cfg, resume)
     if target is not None:
