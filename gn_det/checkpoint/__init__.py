@@ -1,5 +1,6 @@
 """Checkpoints that survive crashes and cannot run code: atomic saves, restricted loading."""
 from .atomic import AtomicFileWriter, AtomicWritePathManager, remove_stale_partial_files
+from .rng_state import RNGStateHook, get_rng_state, set_rng_state
 from .checkpointer import SafeDetectionCheckpointer, normalize_pickled_checkpoint
 from .safe_load import (
     PICKLE_ALLOWED_GLOBALS,
@@ -17,6 +18,9 @@ __all__ = [
     "AtomicWritePathManager",
     "remove_stale_partial_files",
     "SafeDetectionCheckpointer",
+    "RNGStateHook",
+    "get_rng_state",
+    "set_rng_state",
     "normalize_pickled_checkpoint",
     "PICKLE_ALLOWED_GLOBALS",
     "TRUST_ENV_VAR",
