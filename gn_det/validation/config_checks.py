@@ -235,8 +235,10 @@ class _SourceChecker:
         if self.cfg.key_is_deprecated(full):
             return True
         if self.cfg.key_is_renamed(full):
-            new = self.cfg.__dict__.get("__renamed_keys__", {}).get(full)
-            self.report.add("unknown-key", where, f"{full} was renamed" + (f" to {new}" if new else ""))
+            try:
+                self.cfg.raise_key_rename_error(full)
+            except KeyError as e:  # yacs' own message says what the key is called now
+                self.report.add("unknown-key", where, str(e.args[0] if e.args else e))
             return True
         return False
 
@@ -286,6 +288,10 @@ def _registered(registry, name: str):
     return registry.get(name) if name in registry else None
 
 
+def _registry_display_name(registry) -> str:
+    return getattr(registry, "_name", type(registry).__name__)  # fvcore keeps the name private
+
+
 def _check_registered_name(report: ValidationReport, key: str, name: str, registry, extra_valid: Iterable[str] = ()) -> object:
     extra_valid = list(extra_valid)
     if name in extra_valid:
@@ -297,7 +303,7 @@ def _check_registered_name(report: ValidationReport, key: str, name: str, regist
     close = difflib.get_close_matches(str(name), valid, n=3, cutoff=0.5)
     report.add(
         "registry", f"config key {key}",
-        f"{name!r} is not registered in Detectron2's {registry._name} registry"
+        f"{name!r} is not registered in Detectron2's {_registry_display_name(registry)} registry"
         + (f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "")
         + f" Registered: {', '.join(valid)}",
     )
