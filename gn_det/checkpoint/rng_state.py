@@ -55,9 +55,20 @@ class RNGStateHook(HookBase):
     """Saves the RNG states with each checkpoint and restores them on resume (single process).
 
     Register it on a trainer whose checkpointer saves the trainer (``DefaultTrainer`` does:
-    ``trainer=weakref.proxy(self)``). Its position in the hook list does not matter: the state is
-    taken when the checkpoint is written, i.e. right after the step the checkpoint belongs to.
+    ``trainer=weakref.proxy(self)``). The state is taken when the checkpoint is written, right
+    after the step it belongs to, and restored so that the resumed run's first step sees the
+    state the uninterrupted run's next step saw:
+
+    - numpy and Python states (data augmentation) in ``before_train``, before any data is read;
+    - torch (and CUDA) states at the first forward of the model, i.e. after that step's data was
+      read: Detectron2's loader creates its inner ``torch.utils.data.DataLoader`` iterator on the
+      first batch, which draws a seed from torch's RNG; the uninterrupted run made that draw
+      before its first iteration, not at the resume point.
     """
+
+    def __init__(self):
+        self._pending = None
+        self._forward_handle = None
 
     def state_dict(self) -> Dict[str, Any]:
         return {"world_size": comm.get_world_size(), "rng": get_rng_state()}
@@ -66,5 +77,26 @@ class RNGStateHook(HookBase):
         if comm.get_world_size() > 1 or state_dict.get("world_size", 1) > 1:
             logger.info("Multi-process run: RNG states are not restored on resume (each rank is seeded afresh).")
             return
-        set_rng_state(state_dict["rng"])
-        logger.info("Restored the torch/numpy/python RNG states saved with the checkpoint.")
+        self._pending = state_dict["rng"]
+
+    def before_train(self):
+        if self._pending is None:
+            return
+        state = self._pending
+        self._pending = None
+        set_rng_state({"torch": torch.get_rng_state(), "numpy": state["numpy"], "python": state["python"]})
+
+        def restore_torch(module, inputs):
+            torch.set_rng_state(state["torch"])
+            if "cuda" in state and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(state["cuda"])
+            self._forward_handle.remove()
+            self._forward_handle = None
+            logger.info("Restored the RNG states saved with the checkpoint (torch/numpy/python).")
+
+        self._forward_handle = self.trainer.model.register_forward_pre_hook(restore_torch)
+
+    def after_train(self):
+        if self._forward_handle is not None:
+            self._forward_handle.remove()
+            self._forward_handle = None
