@@ -1,5 +1,7 @@
 """Config validation: unknown keys, group counts vs channels, registered names, batch size,
 dataset names; every problem in one report, each naming the key and where it came from."""
+import os
+
 import pytest
 import torch
 from detectron2.config import get_cfg
@@ -184,3 +186,57 @@ def test_validate_reports_every_problem_at_once(tmp_path):
     assert sorted(p.kind for p in report.problems) == [
         "batch-size", "dataset-name", "group-count", "registry", "unknown-key",
     ]
+
+
+CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+
+
+def _gn_det_cfg(name, *opts):
+    cfg, report = check_config_sources(f"{CONFIGS}/{name}", list(opts) + ["MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu"])
+    assert report.ok, report.format()
+    return cfg
+
+
+@pytest.mark.parametrize("name", ["Base-GN-RCNN-FPN.yaml", "COCO-InstanceSegmentation/mask_rcnn_R_50_C4_1x_gn.yaml"])
+def test_component_channels_match_gn_det_models(name):
+    from detectron2.modeling import build_model
+
+    cfg = _gn_det_cfg(name, "MODEL.MASK_ON", "True", "MODEL.RPN.NORM", "GN")
+    model = build_model(cfg)
+    channels = component_channels(cfg)
+    built = set(_gn_norms_channels(model))
+    predicted = {c for layers in channels.values() for _, c in layers}
+    assert predicted == built
+
+
+def test_gn_det_group_count_not_dividing_names_key_components_and_valid_values():
+    from detectron2.modeling import build_model
+
+    cfg = _gn_det_cfg("Base-GN-RCNN-FPN.yaml", "MODEL.MASK_ON", "True", "MODEL.GN.NUM_GROUPS", "24")
+    problems = {p.message.split(" (")[0].split(" of ")[-1]: p for p in _problems(check_config(cfg), "group-count")}
+    assert set(problems) == {"BACKBONE", "FPN", "BOX_HEAD", "MASK_HEAD"}
+    backbone = problems["BACKBONE"]
+    assert backbone.where == "config key MODEL.GN.NUM_GROUPS"
+    assert "stem has 64" in backbone.message and "res5 output has 2048" in backbone.message
+    assert "valid group counts for every BACKBONE layer: 1, 2, 4, 8, 16, 32, 64" in backbone.message
+    assert "MODEL.GN.BACKBONE.NUM_GROUPS" in backbone.message
+    with pytest.raises(ValueError, match="num_groups=24"):  # what validation predicted, at build time
+        build_model(cfg)
+
+
+def test_per_component_channels_per_group_override_is_named():
+    cfg = _gn_det_cfg("Base-GN-RCNN-FPN.yaml", "MODEL.GN.BOX_HEAD.CHANNELS_PER_GROUP", "48")
+    [problem] = _problems(check_config(cfg), "group-count")
+    assert problem.where == "config key MODEL.GN.BOX_HEAD.CHANNELS_PER_GROUP"
+    assert "=48 does not divide the channels of BOX_HEAD" in problem.message and "has 256" in problem.message
+    assert "valid channels per group for every BOX_HEAD layer: 1, 2, 4, 8, 16, 32, 64, 128, 256" in problem.message
+
+
+def test_resnext_bottleneck_width_is_checked():
+    # X-101 32x8d: res2 bottleneck = 32 x 8 = 256 channels, doubling per stage; 96 channels per
+    # group divides none of the backbone widths.
+    cfg = _gn_det_cfg("COCO-InstanceSegmentation/scratch_mask_rcnn_X_101_32x8d_FPN_3x_gn.yaml",
+                      "MODEL.GN.BACKBONE.CHANNELS_PER_GROUP", "96")
+    [problem] = _problems(check_config(cfg), "group-count")
+    assert problem.where == "config key MODEL.GN.BACKBONE.CHANNELS_PER_GROUP"
+    assert "res2 bottleneck has 256" in problem.message and "res5 bottleneck has 2048" in problem.message
