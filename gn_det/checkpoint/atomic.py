@@ -68,6 +68,8 @@ class AtomicFileWriter:
         return self._file.write(data)
 
     def __getattr__(self, name: str) -> Any:
+        if name == "_file":  # not set yet: __init__ failed before opening
+            raise AttributeError(name)
         return getattr(self._file, name)
 
     def commit(self) -> None:

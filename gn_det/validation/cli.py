@@ -7,9 +7,9 @@ from typing import Callable, Optional
 from ..checkpoint.safe_load import TRUST_ENV_VAR
 from .checkpoint_checks import check_checkpoint
 from .coco_checks import check_coco_json
-from .config_checks import default_base_cfg
+from .config_checks import check_config, check_config_sources, default_base_cfg
 from .report import ValidationReport
-from .validate import validate
+from .validate import checkpoint_to_load, cleaned_datasets_dir, validate_datasets, write_cleaned_dataset
 
 __all__ = ["add_validation_arguments", "validate_args", "validate_args_or_exit", "REPORT_NAME"]
 
@@ -47,40 +47,87 @@ def _num_processes(args) -> int:
     return max(1, int(getattr(args, "num_gpus", 1) or 1)) * max(1, int(getattr(args, "num_machines", 1) or 1))
 
 
+def _register_dataset_entries(args, cfg, report: ValidationReport, register_dataset, skip_invalid: bool,
+                              check_images: bool) -> set:
+    """Register ``args.dataset`` entries ([name, json, image_dir]) with ``register_dataset``.
+
+    An entry whose registration fails (its json cannot be read as a dataset) gets the full COCO
+    check instead, so the report lists every problem in it; under --skip-invalid the cleaned json
+    is registered and ``args.dataset`` is pointed at it (the training processes register from
+    args). Returns the names checked here.
+    """
+    checked = set()
+    entries = []
+    for name, json_file, image_root in getattr(args, "dataset", None) or []:
+        entry = [name, json_file, image_root]
+        try:
+            register_dataset(name, json_file, image_root)
+        except Exception as error:  # any failure: the detailed check below says what is wrong
+            checked.add(name)
+            result = check_coco_json(
+                json_file, image_root, dataset_name=name, skip_invalid=skip_invalid,
+                require_masks=bool(cfg.MODEL.MASK_ON), for_evaluation=name in cfg.DATASETS.TEST,
+                check_images=check_images,
+            )
+            report.extend(result.report)
+            if not result.report.problems:
+                report.add("dataset-registration", f"--dataset {name} {json_file} {image_root}", f"{type(error).__name__}: {error}")
+            elif skip_invalid and result.data is not None:
+                path = write_cleaned_dataset(cleaned_datasets_dir(cfg), name, result.data)
+                register_dataset(name, path, image_root)
+                report.checked.append(f"dataset {name}: registered from the cleaned {path}")
+                entry = [name, path, image_root]
+        entries.append(entry)
+    if getattr(args, "dataset", None) is not None:
+        args.dataset = entries
+    return checked
+
+
 def validate_args(
     args,
     *,
     base_cfg: Callable = default_base_cfg,
+    register_dataset: Optional[Callable[[str, str, str], object]] = None,
     prepare_dataset: Optional[Callable[[str], None]] = None,
-    apply_cleaned: bool = False,
     write_report: bool = True,
 ) -> ValidationReport:
-    """Validate what a tool run described by ``args`` (Detectron2's argument names plus
-    add_validation_arguments') will read, and log the report.
+    """Validate what a tool run described by ``args`` will read, and log the report.
 
-    Sets ``args.cleaned_datasets`` ({name: cleaned json}) for the training processes, and
-    ``$GN_DET_TRUST_CHECKPOINT`` under --trust-checkpoint (inherited by launch's workers).
+    ``args`` has Detectron2's argument names (``config_file``, ``opts``, ``num_gpus``,
+    ``num_machines``, ``resume``, ``eval_only``), add_validation_arguments' flags and optionally
+    ``dataset`` ([name, json, image_dir] entries, registered with ``register_dataset``).
+    ``prepare_dataset(name)`` generates a dataset on disk before its json is checked.
+
+    Afterwards ``args.cleaned_datasets`` maps datasets cleaned under --skip-invalid to their
+    cleaned json (apply it in each training process with use_cleaned_datasets, after registering
+    the datasets), and --trust-checkpoint has set ``$GN_DET_TRUST_CHECKPOINT`` for launch's workers.
     The full report goes to ``OUTPUT_DIR/validation_report.json``.
     """
     if getattr(args, "trust_checkpoint", False):
         os.environ[TRUST_ENV_VAR] = "1"
-    report = validate(
-        getattr(args, "config_file", None) or None,
-        list(getattr(args, "opts", None) or []),
-        base_cfg=base_cfg,
-        num_processes=_num_processes(args),
-        resume=bool(getattr(args, "resume", False)),
-        eval_only=bool(getattr(args, "eval_only", False)),
-        skip_invalid=bool(getattr(args, "skip_invalid", False)),
-        check_images=not getattr(args, "no_image_check", False),
-        apply_cleaned=apply_cleaned,
-        prepare_dataset=prepare_dataset,
-    )
+    skip_invalid = bool(getattr(args, "skip_invalid", False))
+    check_images = not getattr(args, "no_image_check", False)
+    training = not getattr(args, "eval_only", False)
+
+    report = ValidationReport()
+    cfg, _ = check_config_sources(getattr(args, "config_file", None) or None, list(getattr(args, "opts", None) or []),
+                                  base_cfg=base_cfg, report=report)
+    report.cfg = cfg
+    checked = set()
+    if register_dataset is not None:
+        checked = _register_dataset_entries(args, cfg, report, register_dataset, skip_invalid, check_images)
+    check_config(cfg, num_processes=_num_processes(args), report=report, training=training)
+    validate_datasets(cfg, training=training, skip_invalid=skip_invalid, check_images=check_images, apply_cleaned=False,
+                      prepare_dataset=prepare_dataset, skip_names=checked, report=report)
+    target = checkpoint_to_load(cfg, bool(getattr(args, "resume", False)))
+    if target is not None:
+        check_checkpoint(target[1], where=target[0], report=report)
     args.cleaned_datasets = dict(report.cleaned_datasets)
-    if write_report and report.cfg is not None and report.cfg.OUTPUT_DIR:
+
+    if write_report and cfg.OUTPUT_DIR:
         try:
-            os.makedirs(report.cfg.OUTPUT_DIR, exist_ok=True)
-            path = os.path.join(report.cfg.OUTPUT_DIR, REPORT_NAME)
+            os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+            path = os.path.join(cfg.OUTPUT_DIR, REPORT_NAME)
             report.write_json(path)
             report.checked.append(f"report written to {path}")
         except OSError as e:

@@ -13,7 +13,7 @@ from .coco_checks import check_coco_json
 from .config_checks import check_config, check_config_sources, default_base_cfg
 from .report import ValidationReport
 
-__all__ = ["validate", "validate_datasets", "use_cleaned_datasets", "checkpoint_to_load"]
+__all__ = ["validate", "validate_datasets", "use_cleaned_datasets", "checkpoint_to_load", "cleaned_datasets_dir", "write_cleaned_dataset"]
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +80,20 @@ def _read_clean_cache(path: str) -> list:
         return []
 
 
+def cleaned_datasets_dir(cfg: CfgNode) -> str:
+    """Where --skip-invalid writes cleaned jsons (and the clean-dataset cache): OUTPUT_DIR/validated_datasets."""
+    return os.path.join(cfg.OUTPUT_DIR or ".", "validated_datasets")
+
+
+def write_cleaned_dataset(directory: str, name: str, data: dict) -> str:
+    """Write a dataset's cleaned json atomically to ``directory/<name>.json``; return the path."""
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, f"{name}.json")
+    with AtomicFileWriter(path, "w") as f:
+        json.dump(data, f)
+    return path
+
+
 def validate_datasets(
     cfg: CfgNode,
     *,
@@ -90,6 +104,7 @@ def validate_datasets(
     apply_cleaned: bool = True,
     prepare_dataset: Optional[Callable[[str], None]] = None,
     use_cache: bool = True,
+    skip_names: Sequence[str] = (),
     report: Optional[ValidationReport] = None,
 ) -> ValidationReport:
     """Check the COCO json (and images) of every registered dataset the config uses.
@@ -103,14 +118,15 @@ def validate_datasets(
     their names to the cleaned files, and with ``apply_cleaned`` they are re-registered to read
     them in this process (other processes: use_cleaned_datasets(report.cleaned_datasets)).
     ``prepare_dataset(name)`` is called first for each dataset (e.g. to generate it on disk).
+    Datasets in ``skip_names`` were checked already and are left alone.
     """
     report = report if report is not None else ValidationReport()
     names = (list(cfg.DATASETS.TRAIN) if training else []) + list(cfg.DATASETS.TEST)
     registered = set(DatasetCatalog.list())
-    out_dir = cleaned_dir or (os.path.join(cfg.OUTPUT_DIR, "validated_datasets") if cfg.OUTPUT_DIR else "")
-    cache_path = os.path.join(out_dir, _CLEAN_CACHE_NAME) if out_dir and use_cache else ""
+    out_dir = cleaned_dir or cleaned_datasets_dir(cfg)
+    cache_path = os.path.join(out_dir, _CLEAN_CACHE_NAME) if use_cache else ""
     clean_cache = _read_clean_cache(cache_path) if cache_path else []
-    seen = set()
+    seen = set(skip_names)
     for name in names:
         if name in seen or name not in registered:
             continue  # unregistered names are reported by check_config
@@ -135,10 +151,7 @@ def validate_datasets(
             with AtomicFileWriter(cache_path, "w") as f:
                 json.dump(clean_cache, f, indent=1)
         if skip_invalid and result.data is not None and (result.dropped_image_ids or result.dropped_annotation_ids):
-            os.makedirs(out_dir, exist_ok=True)
-            path = os.path.join(out_dir, f"{name}.json")
-            with AtomicFileWriter(path, "w") as f:
-                json.dump(result.data, f)
+            path = write_cleaned_dataset(out_dir, name, result.data)
             report.cleaned_datasets[name] = path
             if apply_cleaned:
                 use_cleaned_datasets({name: path})
