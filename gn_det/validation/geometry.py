@@ -1,5 +1,6 @@
 """Geometric checks of COCO segmentations: polygons (simple, non-degenerate) and RLE (well formed)."""
 import functools
+import warnings
 from typing import List, Optional, Sequence
 
 import numpy as np
@@ -200,7 +201,9 @@ def rle_problem(segmentation: dict, width: int, height: int) -> Optional[str]:
         rle = mask_util.frPyObjects(segmentation, h, w) if isinstance(counts, list) else dict(segmentation)
         if isinstance(rle.get("counts"), str):
             rle["counts"] = rle["counts"].encode("ascii")
-        mask_util.decode(rle)
+        with warnings.catch_warnings():  # pycocotools' numpy-2 "copy keyword" DeprecationWarning
+            warnings.simplefilter("ignore", DeprecationWarning)
+            mask_util.decode(rle)
     except (ValueError, TypeError, OverflowError) as e:
         return f"pycocotools cannot decode the RLE: {e}"
     return None
