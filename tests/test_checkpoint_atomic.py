@@ -5,6 +5,7 @@ Each kill test runs a child process that saves twice through a checkpointer, blo
 middle of the second save's writes, and kills it there. The same scenario with Detectron2's
 plain DetectionCheckpointer leaves a broken checkpoint, which shows the test can fail.
 """
+
 import os
 import signal
 import stat
@@ -18,8 +19,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 
 from gn_det.checkpoint import AtomicFileWriter, CheckpointLoadError, SafeDetectionCheckpointer
 
-CHILD = textwrap.dedent(
-    r'''
+CHILD = textwrap.dedent(r'''
     import sys, time
     import torch
     from detectron2.checkpoint import DetectionCheckpointer
@@ -79,8 +79,7 @@ CHILD = textwrap.dedent(
     checkpointer.save("model_0000002", iteration=2)
     print("saved 2", flush=True)
     time.sleep(600)
-    '''
-)
+    ''')
 
 
 class Model(torch.nn.Module):
@@ -98,7 +97,10 @@ def _run_and_kill(tmp_path, kind, block_in, kill_after):
     out_dir.mkdir()
     child = subprocess.Popen(
         [sys.executable, str(script), kind, str(out_dir), block_in],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ),
     )
     try:
         lines = []
@@ -106,7 +108,9 @@ def _run_and_kill(tmp_path, kind, block_in, kill_after):
             lines.append(line.strip())
             if line.strip() == kill_after:
                 break
-        assert lines and lines[-1] == kill_after, f"child output {lines}; stderr:\n{child.stderr.read()}"
+        assert (
+            lines and lines[-1] == kill_after
+        ), f"child output {lines}; stderr:\n{child.stderr.read()}"
         os.kill(child.pid, signal.SIGKILL)
     finally:
         child.kill()
@@ -130,7 +134,9 @@ def test_kill_during_model_save_keeps_the_last_complete_checkpoint(tmp_path):
     assert "model_0000002.pth" not in files  # never visible under its final name
     assert (out_dir / "last_checkpoint").read_text() == "model_0000001.pth"
     partial = [f for f in files if f.endswith(".partial")]
-    assert len(partial) == 1 and os.path.getsize(out_dir / partial[0]) >= 4_000_000  # the kill was mid-write
+    assert (
+        len(partial) == 1 and os.path.getsize(out_dir / partial[0]) >= 4_000_000
+    )  # the kill was mid-write
     model, extra = _resume(out_dir)
     assert extra["iteration"] == 1
     assert torch.equal(model.linear.weight, torch.ones(4, 4))

@@ -1,4 +1,5 @@
 """RNG state in checkpoints: a resumed run draws the same random numbers as an uninterrupted one."""
+
 import random
 
 import numpy as np
@@ -26,9 +27,18 @@ class _Trainer(SimpleTrainer):
 
     def __init__(self, out_dir, with_rng_hook):
         model = NoisyModel()
-        super().__init__(model, iter(lambda: torch.ones(4, 3), None), torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9))
-        self.checkpointer = SafeDetectionCheckpointer(model, out_dir, trainer=self, optimizer=self.optimizer)
-        self.register_hooks(([RNGStateHook()] if with_rng_hook else []) + [hooks.PeriodicCheckpointer(self.checkpointer, 3)])
+        super().__init__(
+            model,
+            iter(lambda: torch.ones(4, 3), None),
+            torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9),
+        )
+        self.checkpointer = SafeDetectionCheckpointer(
+            model, out_dir, trainer=self, optimizer=self.optimizer
+        )
+        self.register_hooks(
+            ([RNGStateHook()] if with_rng_hook else [])
+            + [hooks.PeriodicCheckpointer(self.checkpointer, 3)]
+        )
 
     def state_dict(self):
         return TrainerBase.state_dict(self)  # the optimizer is its own checkpointable here
@@ -76,12 +86,18 @@ def _final_weights(tmp_path, with_rng_hook, interrupt_after=None, max_iter=9):
 
 
 def test_resume_with_rng_state_matches_the_uninterrupted_run(tmp_path):
-    assert torch.equal(_final_weights(tmp_path, True), _final_weights(tmp_path, True, interrupt_after=5))
+    assert torch.equal(
+        _final_weights(tmp_path, True), _final_weights(tmp_path, True, interrupt_after=5)
+    )
 
 
 def test_without_rng_state_the_resumed_run_drifts(tmp_path):
     # The same scenario without the hook: this is what the test above guards against.
-    assert not torch.allclose(_final_weights(tmp_path, False), _final_weights(tmp_path, False, interrupt_after=5), atol=1e-4)
+    assert not torch.allclose(
+        _final_weights(tmp_path, False),
+        _final_weights(tmp_path, False, interrupt_after=5),
+        atol=1e-4,
+    )
 
 
 def test_rng_state_checkpoint_loads_with_weights_only(tmp_path):

@@ -5,6 +5,7 @@ uninterrupted run with the same seed (CPU, deterministic: one image, no loader w
 Runs tools/train_net.py in subprocesses on a tiny GN Mask R-CNN (R18-FPN, 64 px, 6 iterations,
 a checkpoint every 2).
 """
+
 import json
 import os
 import signal
@@ -72,31 +73,62 @@ def workdir(tmp_path_factory):
     draw.rectangle([8, 8, 30, 28], fill=(200, 50, 50))
     draw.polygon([(40, 40), (60, 44), (48, 60)], fill=(50, 200, 50))
     image.save(root / "images" / "0.png")
-    (root / "ann.json").write_text(json.dumps({
-        "images": [{"id": 1, "file_name": "0.png", "width": 64, "height": 64}],
-        "annotations": [
-            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [8, 8, 23, 21], "area": 483.0, "iscrowd": 0,
-             "segmentation": [[8, 8, 31, 8, 31, 29, 8, 29]]},
-            {"id": 2, "image_id": 1, "category_id": 2, "bbox": [40, 40, 20, 20], "area": 200.0, "iscrowd": 0,
-             "segmentation": [[40, 40, 60, 44, 48, 60]]},
-        ],
-        "categories": [{"id": 1, "name": "rect"}, {"id": 2, "name": "tri"}],
-    }))
+    (root / "ann.json").write_text(
+        json.dumps(
+            {
+                "images": [{"id": 1, "file_name": "0.png", "width": 64, "height": 64}],
+                "annotations": [
+                    {
+                        "id": 1,
+                        "image_id": 1,
+                        "category_id": 1,
+                        "bbox": [8, 8, 23, 21],
+                        "area": 483.0,
+                        "iscrowd": 0,
+                        "segmentation": [[8, 8, 31, 8, 31, 29, 8, 29]],
+                    },
+                    {
+                        "id": 2,
+                        "image_id": 1,
+                        "category_id": 2,
+                        "bbox": [40, 40, 20, 20],
+                        "area": 200.0,
+                        "iscrowd": 0,
+                        "segmentation": [[40, 40, 60, 44, 48, 60]],
+                    },
+                ],
+                "categories": [{"id": 1, "name": "rect"}, {"id": 2, "name": "tri"}],
+            }
+        )
+    )
     (root / "config.yaml").write_text(CONFIG)
     (root / "launcher.py").write_text(LAUNCHER)
     return root
 
 
 def _command(workdir, output_dir, resume=False):
-    return [sys.executable, str(workdir / "launcher.py"), ROOT, "--config-file", str(workdir / "config.yaml"),
-            "--dataset", "tiny_train", str(workdir / "ann.json"), str(workdir / "images"),
-            *(["--resume"] if resume else []), "OUTPUT_DIR", str(output_dir)]
+    return [
+        sys.executable,
+        str(workdir / "launcher.py"),
+        ROOT,
+        "--config-file",
+        str(workdir / "config.yaml"),
+        "--dataset",
+        "tiny_train",
+        str(workdir / "ann.json"),
+        str(workdir / "images"),
+        *(["--resume"] if resume else []),
+        "OUTPUT_DIR",
+        str(output_dir),
+    ]
 
 
 def _train(workdir, output_dir, resume=False):
     log = output_dir.parent / f"{output_dir.name}{'_resume' if resume else ''}.log"
     with open(log, "w") as f:
-        result = subprocess.run(_command(workdir, output_dir, resume), stdout=f, stderr=subprocess.STDOUT, timeout=900)
+        result = subprocess.run(
+            _command(workdir, output_dir, resume), stdout=f, stderr=subprocess.STDOUT, timeout=900
+        )
     text = log.read_text()
     assert result.returncode == 0, text[-3000:]
     return text
@@ -107,11 +139,15 @@ def _train_until(workdir, output_dir, condition, block_save=None):
     log = output_dir.parent / f"{output_dir.name}.log"
     env = dict(os.environ, **({"BLOCK_SAVE": block_save} if block_save else {}))
     with open(log, "w") as f:
-        child = subprocess.Popen(_command(workdir, output_dir), stdout=f, stderr=subprocess.STDOUT, env=env)
+        child = subprocess.Popen(
+            _command(workdir, output_dir), stdout=f, stderr=subprocess.STDOUT, env=env
+        )
         try:
             deadline = time.time() + 900
             while not condition(output_dir, log.read_text()):
-                assert child.poll() is None, f"training ended before the kill:\n{log.read_text()[-3000:]}"
+                assert (
+                    child.poll() is None
+                ), f"training ended before the kill:\n{log.read_text()[-3000:]}"
                 assert time.time() < deadline, "timed out waiting for the kill point"
                 time.sleep(0.05)
             child.send_signal(signal.SIGKILL)
@@ -127,7 +163,9 @@ def _tag(output_dir):
 
 
 def _final_weights(output_dir):
-    return torch.load(output_dir / "model_final.pth", map_location="cpu", weights_only=True)["model"]
+    return torch.load(output_dir / "model_final.pth", map_location="cpu", weights_only=True)[
+        "model"
+    ]
 
 
 def _assert_same_weights(a, b):
@@ -146,13 +184,22 @@ def uninterrupted(workdir):
 @pytest.mark.slow
 def test_kill_during_a_save_then_resume(workdir, uninterrupted):
     output_dir = workdir / "killed_mid_save"
-    _train_until(workdir, output_dir, lambda out, log: "BLOCKED-MID-SAVE" in log, block_save="model_0000003.pth")
+    _train_until(
+        workdir,
+        output_dir,
+        lambda out, log: "BLOCKED-MID-SAVE" in log,
+        block_save="model_0000003.pth",
+    )
     files = os.listdir(output_dir)
-    assert "model_0000003.pth" not in files and any(f.startswith(".model_0000003.pth.") for f in files)
+    assert "model_0000003.pth" not in files and any(
+        f.startswith(".model_0000003.pth.") for f in files
+    )
     assert _tag(output_dir) == "model_0000001.pth"  # the last complete checkpoint
     log = _train(workdir, output_dir, resume=True)
     assert "Starting training from iteration 2" in log
-    assert "interrupted save of model_0000003.pth" in log  # the partial file was found, removed and logged
+    assert (
+        "interrupted save of model_0000003.pth" in log
+    )  # the partial file was found, removed and logged
     _assert_same_weights(_final_weights(output_dir), uninterrupted)
 
 

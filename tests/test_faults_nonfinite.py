@@ -1,5 +1,6 @@
 """Non-finite losses stop training with the iteration and the loss terms named, before the
 optimizer step, and the last good checkpoint stays the one last_checkpoint names."""
+
 import os
 import socket
 
@@ -21,7 +22,10 @@ class TwoLossModel(torch.nn.Module):
 
     def forward(self, batch):
         out = self.linear(batch["x"])
-        return {"loss_cls": out[:, 0].pow(2).mean(), "loss_box_reg": out[:, 1].abs().mean() * batch["box_scale"]}
+        return {
+            "loss_cls": out[:, 0].pow(2).mean(),
+            "loss_box_reg": out[:, 1].abs().mean() * batch["box_scale"],
+        }
 
 
 def _loader(bad_iteration, bad_value=float("nan"), rank_with_bad=None):
@@ -39,7 +43,9 @@ class _RecordWeights(hooks.HookBase):
         self.after_step_weights = {}
 
     def after_step(self):
-        self.after_step_weights[self.trainer.iter] = self.trainer.model.linear.weight.detach().clone()
+        self.after_step_weights[self.trainer.iter] = (
+            self.trainer.model.linear.weight.detach().clone()
+        )
 
 
 def _train(tmp_path, bad_iteration, bad_value=float("nan"), max_iter=10):
@@ -49,11 +55,13 @@ def _train(tmp_path, bad_iteration, bad_value=float("nan"), max_iter=10):
     trainer = SimpleTrainer(model, _loader(bad_iteration, bad_value), optimizer)
     checkpointer = SafeDetectionCheckpointer(model, str(tmp_path))
     recorder = _RecordWeights()
-    trainer.register_hooks([
-        NonFiniteLossHook(checkpointer),
-        hooks.PeriodicCheckpointer(checkpointer, period=2),
-        recorder,
-    ])
+    trainer.register_hooks(
+        [
+            NonFiniteLossHook(checkpointer),
+            hooks.PeriodicCheckpointer(checkpointer, period=2),
+            recorder,
+        ]
+    )
     with pytest.raises(NonFiniteLossError) as info:
         trainer.train(0, max_iter)
     return model, info.value, recorder
@@ -75,7 +83,10 @@ def test_inf_loss_is_caught_too(tmp_path):
 def test_last_good_checkpoint_is_kept_and_named(tmp_path):
     _, error, _ = _train(tmp_path, bad_iteration=5)
     # PeriodicCheckpointer(period=2) saved after iterations 1 and 3; nothing after the NaN.
-    assert sorted(f for f in os.listdir(tmp_path) if f.endswith(".pth")) == ["model_0000001.pth", "model_0000003.pth"]
+    assert sorted(f for f in os.listdir(tmp_path) if f.endswith(".pth")) == [
+        "model_0000001.pth",
+        "model_0000003.pth",
+    ]
     assert (tmp_path / "last_checkpoint").read_text() == "model_0000003.pth"
     assert error.last_checkpoint == str(tmp_path / "model_0000003.pth")
     assert f"The last good checkpoint is kept: {tmp_path / 'model_0000003.pth'}" in str(error)
@@ -99,7 +110,9 @@ def _two_rank_worker(out_dir):
     torch.manual_seed(0)
     model = TwoLossModel()
     ddp = torch.nn.parallel.DistributedDataParallel(model)
-    trainer = SimpleTrainer(ddp, _loader(bad_iteration=3, rank_with_bad=1), torch.optim.SGD(model.parameters(), lr=0.1))
+    trainer = SimpleTrainer(
+        ddp, _loader(bad_iteration=3, rank_with_bad=1), torch.optim.SGD(model.parameters(), lr=0.1)
+    )
     trainer.register_hooks([NonFiniteLossHook()])
     rank = torch.distributed.get_rank()
     try:

@@ -1,9 +1,9 @@
 """Checkpoint validation: a missing, empty, truncated or corrupt file is reported with its path and
 the reason, before any model is built."""
+
 import pickle
 
 import numpy as np
-import pytest
 import torch
 
 from gn_det.validation import check_checkpoint, validate
@@ -11,7 +11,10 @@ from gn_det.validation import check_checkpoint, validate
 
 def _pth(tmp_path, name="model_0000099.pth"):
     path = tmp_path / name
-    torch.save({"model": {"weight": torch.randn(256, 256), "bias": torch.zeros(256)}, "iteration": 99}, path)
+    torch.save(
+        {"model": {"weight": torch.randn(256, 256), "bias": torch.zeros(256)}, "iteration": 99},
+        path,
+    )
     return path
 
 
@@ -24,7 +27,11 @@ def test_valid_pth_and_pkl_pass(tmp_path):
     assert check_checkpoint(str(_pth(tmp_path))).ok
     pkl = tmp_path / "R-50-GN.pkl"
     with open(pkl, "wb") as f:
-        pickle.dump({"conv1_w": np.ones((4, 3, 7, 7), np.float32), "conv1_gn_s": np.ones(4, np.float32)}, f, protocol=2)
+        pickle.dump(
+            {"conv1_w": np.ones((4, 3, 7, 7), np.float32), "conv1_gn_s": np.ones(4, np.float32)},
+            f,
+            protocol=2,
+        )
     assert check_checkpoint(str(pkl)).ok
 
 
@@ -61,7 +68,9 @@ def test_corrupt_pth_fails_its_checksum(tmp_path):
 def test_truncated_pkl(tmp_path):
     path = tmp_path / "model_final_f10217.pkl"
     with open(path, "wb") as f:
-        pickle.dump({"model": {"w": np.ones(1000, np.float32)}, "__author__": "Detectron2 Model Zoo"}, f)
+        pickle.dump(
+            {"model": {"w": np.ones(1000, np.float32)}, "__author__": "Detectron2 Model Zoo"}, f
+        )
     path.write_bytes(path.read_bytes()[:-100])
     problem = _only(check_checkpoint(str(path)))
     assert str(path) in problem.message and "truncated" in problem.message
@@ -76,7 +85,9 @@ def test_checkpoint_without_weights(tmp_path):
 def test_unsafe_pickle_is_a_problem_unless_trusted(tmp_path):
     path = tmp_path / "evil.pkl"
     with open(path, "wb") as f:
-        pickle.dump({"model": {"w": np.ones(2)}, "__author__": "x", "hook": np.testing.assert_equal}, f)
+        pickle.dump(
+            {"model": {"w": np.ones(2)}, "__author__": "x", "hook": np.testing.assert_equal}, f
+        )
     problem = _only(check_checkpoint(str(path)))
     assert problem.kind == "checkpoint-unsafe" and "numpy.testing" in problem.message
     assert check_checkpoint(str(path), trust=True).ok
@@ -86,12 +97,20 @@ def test_resume_checks_the_file_last_checkpoint_names(tmp_path):
     (tmp_path / "last_checkpoint").write_text("model_0000199.pth")  # points at a file that is gone
     _pth(tmp_path, "model_0000099.pth")
     report = validate(
-        None, ["OUTPUT_DIR", str(tmp_path), "MODEL.WEIGHTS", str(tmp_path / "model_0000099.pth")],
-        resume=True, check_datasets=False,
+        None,
+        ["OUTPUT_DIR", str(tmp_path), "MODEL.WEIGHTS", str(tmp_path / "model_0000099.pth")],
+        resume=True,
+        check_datasets=False,
     )
     problem = [p for p in report.problems if p.kind == "checkpoint"][0]
-    assert problem.where.startswith(f"{tmp_path / 'last_checkpoint'} (--resume) = {tmp_path / 'model_0000199.pth'}")
+    assert problem.where.startswith(
+        f"{tmp_path / 'last_checkpoint'} (--resume) = {tmp_path / 'model_0000199.pth'}"
+    )
     assert "no such file" in problem.message
     # Without --resume, MODEL.WEIGHTS is what is loaded, and it is fine.
-    report = validate(None, ["OUTPUT_DIR", str(tmp_path), "MODEL.WEIGHTS", str(tmp_path / "model_0000099.pth")], check_datasets=False)
+    report = validate(
+        None,
+        ["OUTPUT_DIR", str(tmp_path), "MODEL.WEIGHTS", str(tmp_path / "model_0000099.pth")],
+        check_datasets=False,
+    )
     assert not [p for p in report.problems if p.kind.startswith("checkpoint")]

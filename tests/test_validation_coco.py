@@ -1,11 +1,11 @@
 """COCO json validation: one test per class of bad input, each asserting the culprit is named."""
+
 import copy
 import json
 import os
 
 import numpy as np
 import pycocotools.mask as mask_util
-import pytest
 from PIL import Image
 
 from gn_det.validation import check_coco_json, read_image_size
@@ -37,12 +37,33 @@ def _good_dataset(tmp_path, n_images=3):
     for i in range(1, n_images + 1):
         _image(tmp_path, f"{i}.png")
         images.append({"id": i, "file_name": f"{i}.png", "width": W, "height": H})
-        annotations.append({"id": 10 * i + 1, "image_id": i, "category_id": 1, "bbox": [2, 3, 10, 10],
-                            "segmentation": [_square(2, 3, 10)], "area": 100.0, "iscrowd": 0})
-        annotations.append({"id": 10 * i + 2, "image_id": i, "category_id": 7, "bbox": [20, 5, 8, 12],
-                            "segmentation": [[20, 5, 28, 5, 28, 17, 20, 17]], "area": 96.0, "iscrowd": 0})
-    return {"images": images, "annotations": annotations,
-            "categories": [{"id": 1, "name": "square"}, {"id": 7, "name": "rect"}]}
+        annotations.append(
+            {
+                "id": 10 * i + 1,
+                "image_id": i,
+                "category_id": 1,
+                "bbox": [2, 3, 10, 10],
+                "segmentation": [_square(2, 3, 10)],
+                "area": 100.0,
+                "iscrowd": 0,
+            }
+        )
+        annotations.append(
+            {
+                "id": 10 * i + 2,
+                "image_id": i,
+                "category_id": 7,
+                "bbox": [20, 5, 8, 12],
+                "segmentation": [[20, 5, 28, 5, 28, 17, 20, 17]],
+                "area": 96.0,
+                "iscrowd": 0,
+            }
+        )
+    return {
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": 1, "name": "square"}, {"id": 7, "name": "rect"}],
+    }
 
 
 def _write(tmp_path, data, name="ann.json"):
@@ -125,8 +146,17 @@ def test_duplicate_ids(tmp_path):
     data["categories"].append({"id": 7, "name": "again"})
     problems = _check(tmp_path, data).report.problems
     kinds = sorted((p.kind, p.where.split(": ")[-1]) for p in problems)
-    assert sum(1 for p in problems if p.kind == "duplicate-id" and "image id 2" in p.where and "annotation" not in p.where) == 2
-    assert sum(1 for p in problems if p.kind == "duplicate-id" and "annotation id 11" in p.where) == 2
+    assert (
+        sum(
+            1
+            for p in problems
+            if p.kind == "duplicate-id" and "image id 2" in p.where and "annotation" not in p.where
+        )
+        == 2
+    )
+    assert (
+        sum(1 for p in problems if p.kind == "duplicate-id" and "annotation id 11" in p.where) == 2
+    )
     assert any(p.kind == "duplicate-id" and "category id 7" in p.message for p in problems), kinds
 
 
@@ -134,7 +164,11 @@ def test_missing_image_file(tmp_path):
     data = _good_dataset(tmp_path)
     os.remove(tmp_path / "images" / "2.png")
     problem = _only_problem(_check(tmp_path, data), "image-file")
-    assert "image id 2" in problem.where and "2.png" in problem.message and "does not exist" in problem.message
+    assert (
+        "image id 2" in problem.where
+        and "2.png" in problem.message
+        and "does not exist" in problem.message
+    )
 
 
 def test_unreadable_image_file(tmp_path):
@@ -171,7 +205,11 @@ def test_box_outside_image(tmp_path):
     data = _good_dataset(tmp_path)
     data["annotations"][1]["bbox"] = [35, 5, 10, 10]  # x1 = 45 > width 40
     problem = _only_problem(_check(tmp_path, data), "bbox")
-    assert "annotation id 12" in problem.where and "x1=45" in problem.message and "40x30" in problem.message
+    assert (
+        "annotation id 12" in problem.where
+        and "x1=45" in problem.message
+        and "40x30" in problem.message
+    )
 
 
 def test_empty_polygon(tmp_path):
@@ -183,7 +221,10 @@ def test_empty_polygon(tmp_path):
 
 def test_self_intersecting_polygon(tmp_path):
     data = _good_dataset(tmp_path)
-    data["annotations"][3]["segmentation"] = [_square(2, 3, 5), [20, 5, 28, 17, 28, 5, 20, 17]]  # bow tie
+    data["annotations"][3]["segmentation"] = [
+        _square(2, 3, 5),
+        [20, 5, 28, 17, 28, 5, 20, 17],
+    ]  # bow tie
     problem = _only_problem(_check(tmp_path, data), "polygon")
     assert "annotation id 22" in problem.where
     assert "polygon 1 of 2 is self-intersecting" in problem.message
@@ -192,11 +233,18 @@ def test_self_intersecting_polygon(tmp_path):
 
 def test_malformed_rle(tmp_path):
     data = _good_dataset(tmp_path)
-    data["annotations"][0]["segmentation"] = {"size": [H, W], "counts": [100, 50]}  # 150 != 1200 pixels
+    data["annotations"][0]["segmentation"] = {
+        "size": [H, W],
+        "counts": [100, 50],
+    }  # 150 != 1200 pixels
     data["annotations"][2]["segmentation"] = {"size": [H, W], "counts": "zz~"}  # not RLE characters
     problems = _check(tmp_path, data).report.problems
     assert [p.kind for p in problems] == ["rle", "rle"]
-    assert "annotation id 11" in problems[0].where and "sum to 150" in problems[0].message and "1200" in problems[0].message
+    assert (
+        "annotation id 11" in problems[0].where
+        and "sum to 150" in problems[0].message
+        and "1200" in problems[0].message
+    )
     assert "annotation id 21" in problems[1].where and "not an RLE character" in problems[1].message
 
 
@@ -205,7 +253,9 @@ def test_crowd_rle_is_valid_and_iscrowd_must_be_0_or_1(tmp_path):
     mask = np.zeros((H, W), dtype=np.uint8, order="F")
     mask[5:20, 10:30] = 1
     rle = mask_util.encode(mask)
-    data["annotations"][0].update(iscrowd=1, segmentation={"size": rle["size"], "counts": rle["counts"].decode()})
+    data["annotations"][0].update(
+        iscrowd=1, segmentation={"size": rle["size"], "counts": rle["counts"].decode()}
+    )
     data["annotations"][1]["iscrowd"] = 2
     problem = _only_problem(_check(tmp_path, data), "iscrowd")
     assert "annotation id 12" in problem.where and "0 or 1" in problem.message
@@ -228,8 +278,17 @@ def test_skip_invalid_keeps_exactly_the_good_records(tmp_path):
     data["annotations"][0]["bbox"] = [0, 0, 0, 5]  # bad annotation 11 (image 1 stays)
     data["annotations"][3]["segmentation"] = [[20, 5, 28, 17, 28, 5, 20, 17]]  # bad annotation 22
     os.remove(tmp_path / "images" / "3.png")  # image 3 and its annotations 31, 32 go
-    data["annotations"].append({"id": 99, "image_id": 77, "category_id": 1, "bbox": [1, 1, 2, 2],
-                                "segmentation": [_square(1, 1, 2)], "area": 4.0, "iscrowd": 0})
+    data["annotations"].append(
+        {
+            "id": 99,
+            "image_id": 77,
+            "category_id": 1,
+            "bbox": [1, 1, 2, 2],
+            "segmentation": [_square(1, 1, 2)],
+            "area": 4.0,
+            "iscrowd": 0,
+        }
+    )
     original = copy.deepcopy(data)
 
     strict = _check(tmp_path, data)
@@ -245,11 +304,16 @@ def test_skip_invalid_keeps_exactly_the_good_records(tmp_path):
     assert result.dropped_image_ids == {3}
     assert result.dropped_annotation_ids == {11, 22, 31, 32, 99}
     assert result.report.dropped["mixed"] == {
-        "images": 1, "annotations (invalid)": 3, "annotations (of dropped images)": 2,
-        "images kept": 4, "annotations kept": 6,
+        "images": 1,
+        "annotations (invalid)": 3,
+        "annotations (of dropped images)": 2,
+        "images kept": 4,
+        "annotations kept": 6,
     }
     # The kept records are the original ones, unchanged; the input is not modified.
-    assert [a for a in original["annotations"] if a["id"] in kept_annotations] == result.data["annotations"]
+    assert [a for a in original["annotations"] if a["id"] in kept_annotations] == result.data[
+        "annotations"
+    ]
     assert data == original
     # Detectron2's own loader reads the cleaned json back with exactly those records.
     cleaned = _write(tmp_path, result.data, "cleaned.json")

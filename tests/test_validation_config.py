@@ -1,5 +1,6 @@
 """Config validation: unknown keys, group counts vs channels, registered names, batch size,
 dataset names; every problem in one report, each naming the key and where it came from."""
+
 import os
 
 import pytest
@@ -30,7 +31,8 @@ def _problems(report, kind):
 def test_unknown_keys_in_yaml_base_and_overrides_are_all_named_with_file_and_line(tmp_path):
     base = _yaml(tmp_path, "base.yaml", "MODEL:\n  FPN:\n    NROM: GN\n")
     child = _yaml(
-        tmp_path, "child.yaml",
+        tmp_path,
+        "child.yaml",
         "_BASE_: base.yaml\nMODEL:\n  RESNETS:\n    DEPTH: 50\n  NORM: GN\nSOLVER:\n  BASE_LRR: 0.01\n",
     )
     # Detectron2 itself stops at the first one with a bare KeyError.
@@ -39,9 +41,15 @@ def test_unknown_keys_in_yaml_base_and_overrides_are_all_named_with_file_and_lin
     cfg, report = check_config_sources(child, ["MODEL.GN.NUM_GRUOPS", "16"])
     unknown = _problems(report, "unknown-key")
     assert [p.where for p in unknown] == [
-        f"{base}:3", f"{child}:5", f"{child}:7", "command-line override MODEL.GN.NUM_GRUOPS",
+        f"{base}:3",
+        f"{child}:5",
+        f"{child}:7",
+        "command-line override MODEL.GN.NUM_GRUOPS",
     ]
-    assert "MODEL.FPN.NROM" in unknown[0].message and "did you mean MODEL.FPN.NORM?" in unknown[0].message
+    assert (
+        "MODEL.FPN.NROM" in unknown[0].message
+        and "did you mean MODEL.FPN.NORM?" in unknown[0].message
+    )
     assert "MODEL.RESNETS.NORM" in unknown[1].message  # "a key with this name exists at ..."
     assert "did you mean SOLVER.BASE_LR " in unknown[2].message
     assert "did you mean MODEL.GN.NUM_GROUPS" in unknown[3].message
@@ -58,7 +66,11 @@ def test_wrong_value_type_is_named(tmp_path):
 
 
 def test_valid_sources_build_the_same_config_as_detectron2(tmp_path):
-    path = _yaml(tmp_path, "c.yaml", "MODEL:\n  RESNETS:\n    NORM: GN\n  FPN:\n    NORM: GN\nSOLVER:\n  BASE_LR: 1e-3\n")
+    path = _yaml(
+        tmp_path,
+        "c.yaml",
+        "MODEL:\n  RESNETS:\n    NORM: GN\n  FPN:\n    NORM: GN\nSOLVER:\n  BASE_LR: 1e-3\n",
+    )
     cfg, report = check_config_sources(path, ["SOLVER.MAX_ITER", "7"])
     assert report.ok, report.format()
     expected = _base_cfg()
@@ -91,13 +103,34 @@ def test_component_channels_match_the_built_model(groups, width):
         cfg.MODEL[key].NORM = "GN"
     model = build_model(cfg)
     channels = component_channels(cfg)
-    assert sorted({c for _, c in channels["BACKBONE"]}) == _gn_norms_channels(model.backbone.bottom_up)
-    fpn_only = [m for n, m in model.backbone.named_modules() if n.startswith(("fpn_", "fpn_output", "fpn_lateral"))]
-    assert {c for _, c in channels["FPN"]} == {c for m in fpn_only for c in _gn_norms_channels(m)} == {256}
-    assert {c for _, c in channels["BOX_HEAD"]} == set(_gn_norms_channels(model.roi_heads.box_head)) == {128}
-    assert {c for _, c in channels["MASK_HEAD"]} == set(_gn_norms_channels(model.roi_heads.mask_head)) == {64}
+    assert sorted({c for _, c in channels["BACKBONE"]}) == _gn_norms_channels(
+        model.backbone.bottom_up
+    )
+    fpn_only = [
+        m
+        for n, m in model.backbone.named_modules()
+        if n.startswith(("fpn_", "fpn_output", "fpn_lateral"))
+    ]
+    assert (
+        {c for _, c in channels["FPN"]}
+        == {c for m in fpn_only for c in _gn_norms_channels(m)}
+        == {256}
+    )
+    assert (
+        {c for _, c in channels["BOX_HEAD"]}
+        == set(_gn_norms_channels(model.roi_heads.box_head))
+        == {128}
+    )
+    assert (
+        {c for _, c in channels["MASK_HEAD"]}
+        == set(_gn_norms_channels(model.roi_heads.mask_head))
+        == {64}
+    )
     if groups == 32:
-        assert ("res2 bottleneck", 128) in channels["BACKBONE"] and ("res5 bottleneck", 1024) in channels["BACKBONE"]
+        assert ("res2 bottleneck", 128) in channels["BACKBONE"] and (
+            "res5 bottleneck",
+            1024,
+        ) in channels["BACKBONE"]
 
 
 def test_detectron2_gn_of_32_groups_not_dividing_channels():
@@ -131,8 +164,10 @@ def test_unregistered_names_list_the_valid_ones():
     report = check_config(cfg)
     registry = {p.where: p.message for p in _problems(report, "registry")}
     assert set(registry) == {
-        "config key MODEL.BACKBONE.NAME", "config key MODEL.ROI_BOX_HEAD.NAME",
-        "config key MODEL.RPN.HEAD_NAME", "config key MODEL.ROI_MASK_HEAD.NAME",
+        "config key MODEL.BACKBONE.NAME",
+        "config key MODEL.ROI_BOX_HEAD.NAME",
+        "config key MODEL.RPN.HEAD_NAME",
+        "config key MODEL.ROI_MASK_HEAD.NAME",
     }
     assert "did you mean 'build_resnet_fpn_backbone'" in registry["config key MODEL.BACKBONE.NAME"]
     assert "StandardRPNHead" in registry["config key MODEL.RPN.HEAD_NAME"]
@@ -144,7 +179,10 @@ def test_meta_architecture_not_registered():
     cfg = _base_cfg()
     cfg.MODEL.META_ARCHITECTURE = "MaskRCNN"
     [problem] = _problems(check_config(cfg), "registry")
-    assert problem.where == "config key MODEL.META_ARCHITECTURE" and "GeneralizedRCNN" in problem.message
+    assert (
+        problem.where == "config key MODEL.META_ARCHITECTURE"
+        and "GeneralizedRCNN" in problem.message
+    )
 
 
 def test_roi_heads_not_registered():
@@ -152,7 +190,10 @@ def test_roi_heads_not_registered():
     cfg.MODEL.ROI_HEADS.NAME = "StandardROIHead"
     [problem] = _problems(check_config(cfg), "registry")  # its box head name is then not judged
     assert problem.where == "config key MODEL.ROI_HEADS.NAME"
-    assert "did you mean 'StandardROIHeads'" in problem.message and "CascadeROIHeads" in problem.message
+    assert (
+        "did you mean 'StandardROIHeads'" in problem.message
+        and "CascadeROIHeads" in problem.message
+    )
 
 
 def test_batch_not_divisible_by_processes():
@@ -161,7 +202,11 @@ def test_batch_not_divisible_by_processes():
     assert not _problems(check_config(cfg, num_processes=3), "batch-size")
     [problem] = _problems(check_config(cfg, num_processes=4), "batch-size")
     assert problem.where == "config key SOLVER.IMS_PER_BATCH"
-    assert "6 images" in problem.message and "4 processes" in problem.message and "e.g. 4, 8" in problem.message
+    assert (
+        "6 images" in problem.message
+        and "4 processes" in problem.message
+        and "e.g. 4, 8" in problem.message
+    )
 
 
 def test_dataset_not_registered():
@@ -170,21 +215,40 @@ def test_dataset_not_registered():
     cfg.DATASETS.TEST = ("coco_2017_val",)
     [problem] = _problems(check_config(cfg), "dataset-name")
     assert problem.where == "config key DATASETS.TRAIN[0]"
-    assert "'coco_2017_trian' is not registered" in problem.message and "did you mean 'coco_2017_train'" in problem.message
+    assert (
+        "'coco_2017_trian' is not registered" in problem.message
+        and "did you mean 'coco_2017_train'" in problem.message
+    )
 
 
 def test_validate_reports_every_problem_at_once(tmp_path):
-    path = _yaml(tmp_path, "c.yaml", "MODEL:\n  FPN:\n    NORM: GN\n    OUT_CHANNELS: 200\n  BACKBONE:\n    NAME: build_resnet_fpn_backbone\n")
+    path = _yaml(
+        tmp_path,
+        "c.yaml",
+        "MODEL:\n  FPN:\n    NORM: GN\n    OUT_CHANNELS: 200\n  BACKBONE:\n    NAME: build_resnet_fpn_backbone\n",
+    )
     report = validate(
         path,
-        ["MODEL.WEIGTHS", "x.pth", "SOLVER.IMS_PER_BATCH", "5", "DATASETS.TRAIN", "('nope',)",
-         "MODEL.ROI_HEADS.NAME", "Nope"],
+        [
+            "MODEL.WEIGTHS",
+            "x.pth",
+            "SOLVER.IMS_PER_BATCH",
+            "5",
+            "DATASETS.TRAIN",
+            "('nope',)",
+            "MODEL.ROI_HEADS.NAME",
+            "Nope",
+        ],
         num_processes=2,
         check_datasets=False,
     )
     assert not report.ok
     assert sorted(p.kind for p in report.problems) == [
-        "batch-size", "dataset-name", "group-count", "registry", "unknown-key",
+        "batch-size",
+        "dataset-name",
+        "group-count",
+        "registry",
+        "unknown-key",
     ]
 
 
@@ -192,12 +256,16 @@ CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def _gn_det_cfg(name, *opts):
-    cfg, report = check_config_sources(f"{CONFIGS}/{name}", list(opts) + ["MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu"])
+    cfg, report = check_config_sources(
+        f"{CONFIGS}/{name}", list(opts) + ["MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu"]
+    )
     assert report.ok, report.format()
     return cfg
 
 
-@pytest.mark.parametrize("name", ["Base-GN-RCNN-FPN.yaml", "COCO-InstanceSegmentation/mask_rcnn_R_50_C4_1x_gn.yaml"])
+@pytest.mark.parametrize(
+    "name", ["Base-GN-RCNN-FPN.yaml", "COCO-InstanceSegmentation/mask_rcnn_R_50_C4_1x_gn.yaml"]
+)
 def test_component_channels_match_gn_det_models(name):
     from detectron2.modeling import build_model
 
@@ -213,14 +281,19 @@ def test_gn_det_group_count_not_dividing_names_key_components_and_valid_values()
     from detectron2.modeling import build_model
 
     cfg = _gn_det_cfg("Base-GN-RCNN-FPN.yaml", "MODEL.MASK_ON", "True", "MODEL.GN.NUM_GROUPS", "24")
-    problems = {p.message.split(" (")[0].split(" of ")[-1]: p for p in _problems(check_config(cfg), "group-count")}
+    problems = {
+        p.message.split(" (")[0].split(" of ")[-1]: p
+        for p in _problems(check_config(cfg), "group-count")
+    }
     assert set(problems) == {"BACKBONE", "FPN", "BOX_HEAD", "MASK_HEAD"}
     backbone = problems["BACKBONE"]
     assert backbone.where == "config key MODEL.GN.NUM_GROUPS"
     assert "stem has 64" in backbone.message and "res5 output has 2048" in backbone.message
     assert "valid group counts for every BACKBONE layer: 1, 2, 4, 8, 16, 32, 64" in backbone.message
     assert "MODEL.GN.BACKBONE.NUM_GROUPS" in backbone.message
-    with pytest.raises(ValueError, match="num_groups=24"):  # what validation predicted, at build time
+    with pytest.raises(
+        ValueError, match="num_groups=24"
+    ):  # what validation predicted, at build time
         build_model(cfg)
 
 
@@ -228,15 +301,27 @@ def test_per_component_channels_per_group_override_is_named():
     cfg = _gn_det_cfg("Base-GN-RCNN-FPN.yaml", "MODEL.GN.BOX_HEAD.CHANNELS_PER_GROUP", "48")
     [problem] = _problems(check_config(cfg), "group-count")
     assert problem.where == "config key MODEL.GN.BOX_HEAD.CHANNELS_PER_GROUP"
-    assert "=48 does not divide the channels of BOX_HEAD" in problem.message and "has 256" in problem.message
-    assert "valid channels per group for every BOX_HEAD layer: 1, 2, 4, 8, 16, 32, 64, 128, 256" in problem.message
+    assert (
+        "=48 does not divide the channels of BOX_HEAD" in problem.message
+        and "has 256" in problem.message
+    )
+    assert (
+        "valid channels per group for every BOX_HEAD layer: 1, 2, 4, 8, 16, 32, 64, 128, 256"
+        in problem.message
+    )
 
 
 def test_resnext_bottleneck_width_is_checked():
     # X-101 32x8d: res2 bottleneck = 32 x 8 = 256 channels, doubling per stage; 96 channels per
     # group divides none of the backbone widths.
-    cfg = _gn_det_cfg("COCO-InstanceSegmentation/scratch_mask_rcnn_X_101_32x8d_FPN_3x_gn.yaml",
-                      "MODEL.GN.BACKBONE.CHANNELS_PER_GROUP", "96")
+    cfg = _gn_det_cfg(
+        "COCO-InstanceSegmentation/scratch_mask_rcnn_X_101_32x8d_FPN_3x_gn.yaml",
+        "MODEL.GN.BACKBONE.CHANNELS_PER_GROUP",
+        "96",
+    )
     [problem] = _problems(check_config(cfg), "group-count")
     assert problem.where == "config key MODEL.GN.BACKBONE.CHANNELS_PER_GROUP"
-    assert "res2 bottleneck has 256" in problem.message and "res5 bottleneck has 2048" in problem.message
+    assert (
+        "res2 bottleneck has 256" in problem.message
+        and "res5 bottleneck has 2048" in problem.message
+    )

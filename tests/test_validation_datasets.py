@@ -1,4 +1,5 @@
 """validate() on registered COCO datasets: failing, --skip-invalid re-registration, clean cache."""
+
 import json
 import os
 import uuid
@@ -21,11 +22,24 @@ def dataset(tmp_path):
         Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(tmp_path / "images" / f"{i}.png")
         images.append({"id": i, "file_name": f"{i}.png", "width": 40, "height": 30})
         for k, w in ((1, 10), (2, 6)):
-            annotations.append({"id": 10 * i + k, "image_id": i, "category_id": 1, "iscrowd": 0, "area": 50.0,
-                                "bbox": [2, 2, w, 5], "segmentation": [[2, 2, 2 + w, 2, 2 + w, 7, 2, 7]]})
+            annotations.append(
+                {
+                    "id": 10 * i + k,
+                    "image_id": i,
+                    "category_id": 1,
+                    "iscrowd": 0,
+                    "area": 50.0,
+                    "bbox": [2, 2, w, 5],
+                    "segmentation": [[2, 2, 2 + w, 2, 2 + w, 7, 2, 7]],
+                }
+            )
     annotations[2]["bbox"][2] = 0  # annotation 21
     json_file = tmp_path / "train.json"
-    json_file.write_text(json.dumps({"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "box"}]}))
+    json_file.write_text(
+        json.dumps(
+            {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "box"}]}
+        )
+    )
     name = f"test_shapes_{uuid.uuid4().hex[:8]}"
     register_coco_instances(name, {}, str(json_file), str(tmp_path / "images"))
     yield name, json_file
@@ -34,7 +48,16 @@ def dataset(tmp_path):
 
 
 def _opts(name, out_dir):
-    return ["DATASETS.TRAIN", f"('{name}',)", "DATASETS.TEST", "()", "MODEL.MASK_ON", "True", "OUTPUT_DIR", str(out_dir)]
+    return [
+        "DATASETS.TRAIN",
+        f"('{name}',)",
+        "DATASETS.TEST",
+        "()",
+        "MODEL.MASK_ON",
+        "True",
+        "OUTPUT_DIR",
+        str(out_dir),
+    ]
 
 
 def test_invalid_record_fails_validation_naming_the_dataset_record(dataset, tmp_path):
@@ -42,7 +65,9 @@ def test_invalid_record_fails_validation_naming_the_dataset_record(dataset, tmp_
     report = validate(None, _opts(name, tmp_path / "out"))
     assert not report.ok
     [problem] = report.problems
-    assert problem.kind == "bbox" and problem.where.startswith(f"{json_file} image id 2 annotation id 21")
+    assert problem.kind == "bbox" and problem.where.startswith(
+        f"{json_file} image id 2 annotation id 21"
+    )
 
 
 def test_skip_invalid_reregisters_the_dataset_without_the_bad_records(dataset, tmp_path):
@@ -55,7 +80,9 @@ def test_skip_invalid_reregisters_the_dataset_without_the_bad_records(dataset, t
     dicts = DatasetCatalog.get(name)  # Detectron2's loader, now reading the cleaned json
     kept = {d["image_id"]: [a["bbox"][2] for a in d["annotations"]] for d in dicts}
     assert kept == {1: [10, 6], 2: [6], 3: [10, 6]}  # only annotation 21 (width 0) is gone
-    assert MetadataCatalog.get(name).json_file == cleaned and MetadataCatalog.get(name).thing_classes == ["box"]
+    assert MetadataCatalog.get(name).json_file == cleaned and MetadataCatalog.get(
+        name
+    ).thing_classes == ["box"]
     use_cleaned_datasets(report.cleaned_datasets)  # idempotent, as each training process calls it
     assert MetadataCatalog.get(name).json_file == cleaned
 

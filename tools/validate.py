@@ -8,6 +8,7 @@ channels, registered names, batch vs processes, dataset names), the COCO dataset
 
 Exit status: 0 when the run can start, 1 when problems were found.
 """
+
 import sys
 
 from detectron2.engine import default_argument_parser
@@ -19,13 +20,26 @@ from gn_det.validation.cli import add_validation_arguments, check_files, validat
 
 def parse_args(argv=None):
     parser = add_validation_arguments(default_argument_parser(__doc__))
-    parser.add_argument("--coco-json", nargs=2, action="append", default=[], metavar=("JSON", "IMAGE_DIR"),
-                        help="also check this COCO json and its images (repeatable)")
-    parser.add_argument("--checkpoint", action="append", default=[], metavar="PATH",
-                        help="also check this checkpoint file (repeatable)")
+    parser.add_argument(
+        "--coco-json",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("JSON", "IMAGE_DIR"),
+        help="also check this COCO json and its images (repeatable)",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="also check this checkpoint file (repeatable)",
+    )
     args = parser.parse_args(argv)
     if not (args.config_file or args.opts or args.coco_json or args.checkpoint):
-        parser.error("nothing to check: give --config-file (and/or KEY VALUE overrides), --coco-json or --checkpoint")
+        parser.error(
+            "nothing to check: give --config-file (and/or KEY VALUE overrides), --coco-json or --checkpoint"
+        )
     return args
 
 
@@ -36,8 +50,13 @@ def main(argv=None) -> int:
     if args.config_file or args.opts:
         ok = validate_args(args).ok
     if args.coco_json or args.checkpoint:
-        report = check_files(args.coco_json, args.checkpoint, skip_invalid=args.skip_invalid,
-                             check_images=not args.no_image_check, trust=args.trust_checkpoint or None)
+        report = check_files(
+            args.coco_json,
+            args.checkpoint,
+            skip_invalid=args.skip_invalid,
+            check_images=not args.no_image_check,
+            trust=args.trust_checkpoint or None,
+        )
         print(report.format(max_per_kind=20))
         ok = ok and report.ok
     return 0 if ok else 1

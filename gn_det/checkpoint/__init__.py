@@ -1,4 +1,5 @@
 """Checkpoints that survive crashes and cannot run code: atomic saves, restricted loading."""
+
 from .atomic import AtomicFileWriter, AtomicWritePathManager, remove_stale_partial_files
 from .rng_state import RNGStateHook, get_rng_state, set_rng_state
 from .checkpointer import SafeDetectionCheckpointer, normalize_pickled_checkpoint

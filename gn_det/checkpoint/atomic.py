@@ -6,13 +6,19 @@ A crash or SIGKILL at any moment therefore leaves either the previous complete f
 complete file under the final name, never a truncated one; at worst a stale ``*.partial`` file
 remains, which the next checkpointer removes (and logs).
 """
+
 import logging
 import os
 import re
 import tempfile
 from typing import Any, List
 
-__all__ = ["AtomicFileWriter", "AtomicWritePathManager", "remove_stale_partial_files", "PARTIAL_SUFFIX"]
+__all__ = [
+    "AtomicFileWriter",
+    "AtomicWritePathManager",
+    "remove_stale_partial_files",
+    "PARTIAL_SUFFIX",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +61,9 @@ class AtomicFileWriter:
 
     def __init__(self, path: str, mode: str = "wb"):
         if "w" not in mode or "+" in mode:
-            raise ValueError(f"AtomicFileWriter supports write-only modes ('w', 'wb'), got {mode!r}")
+            raise ValueError(
+                f"AtomicFileWriter supports write-only modes ('w', 'wb'), got {mode!r}"
+            )
         self.path = os.path.abspath(path)
         self.directory = os.path.dirname(self.path)
         fd, self.temp_path = tempfile.mkstemp(

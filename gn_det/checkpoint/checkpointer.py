@@ -1,4 +1,5 @@
 """Detectron2's DetectionCheckpointer with atomic saves and loads that cannot run code."""
+
 import logging
 from typing import Any, Dict, Optional
 
@@ -41,13 +42,17 @@ class SafeDetectionCheckpointer(DetectionCheckpointer):
         **checkpointables: Any,
     ):
         super().__init__(model, save_dir, save_to_disk=save_to_disk, **checkpointables)
-        self.trust_checkpoint = trust_from_env() if trust_checkpoint is None else bool(trust_checkpoint)
+        self.trust_checkpoint = (
+            trust_from_env() if trust_checkpoint is None else bool(trust_checkpoint)
+        )
         self.path_manager = AtomicWritePathManager(self.path_manager)
         if self.save_to_disk and save_dir:
             remove_stale_partial_files(save_dir)
 
     @classmethod
-    def replacing(cls, checkpointer: DetectionCheckpointer, **kwargs) -> "SafeDetectionCheckpointer":
+    def replacing(
+        cls, checkpointer: DetectionCheckpointer, **kwargs
+    ) -> "SafeDetectionCheckpointer":
         """A SafeDetectionCheckpointer with the model, directory and checkpointables of another one
         (e.g. the one ``DefaultTrainer.__init__`` builds)."""
         return cls(
@@ -66,8 +71,14 @@ class SafeDetectionCheckpointer(DetectionCheckpointer):
             # pycls checkpoints: {"model_state": state_dict, ...}.
             data = load_torch_file(filename, trust=self.trust_checkpoint)
             if not isinstance(data, dict) or "model_state" not in data:
-                raise CheckpointLoadError(filename, "a .pyth (pycls) checkpoint must hold 'model_state'")
-            state = {k: v for k, v in data["model_state"].items() if not k.endswith("num_batches_tracked")}
+                raise CheckpointLoadError(
+                    filename, "a .pyth (pycls) checkpoint must hold 'model_state'"
+                )
+            state = {
+                k: v
+                for k, v in data["model_state"].items()
+                if not k.endswith("num_batches_tracked")
+            }
             return {"model": state, "__author__": "pycls", "matching_heuristics": True}
         # DetectionCheckpointer handles the rest (URL query flags) and calls _torch_load.
         return super()._load_file(filename)
@@ -75,11 +86,16 @@ class SafeDetectionCheckpointer(DetectionCheckpointer):
     def _torch_load(self, f: str) -> Any:
         loaded = load_torch_file(f, trust=self.trust_checkpoint)
         if not isinstance(loaded, dict):
-            raise CheckpointLoadError(f, f"expected a dict (a state_dict or {{'model': ...}}), got {type(loaded).__name__}")
+            raise CheckpointLoadError(
+                f,
+                f"expected a dict (a state_dict or {{'model': ...}}), got {type(loaded).__name__}",
+            )
         return loaded
 
 
-def normalize_pickled_checkpoint(data: Any, filename: str, log: Optional[logging.Logger] = None) -> Dict[str, Any]:
+def normalize_pickled_checkpoint(
+    data: Any, filename: str, log: Optional[logging.Logger] = None
+) -> Dict[str, Any]:
     """The layout DetectionCheckpointer expects from a model-zoo ``.pkl``.
 
     - Detectron2 model zoo: ``{"model": {name: ndarray}, "__author__": ...}``: returned as is.
@@ -97,11 +113,15 @@ def normalize_pickled_checkpoint(data: Any, filename: str, log: Optional[logging
     else:
         weights = data.get("blobs", data)
         if not isinstance(weights, dict):
-            raise CheckpointLoadError(filename, f"'blobs' must be a dict of arrays, got {type(weights).__name__}")
+            raise CheckpointLoadError(
+                filename, f"'blobs' must be a dict of arrays, got {type(weights).__name__}"
+            )
         weights = {k: v for k, v in weights.items() if not k.endswith("_momentum")}
         result = {"model": weights, "__author__": "Caffe2", "matching_heuristics": True}
     if not isinstance(weights, dict):
-        raise CheckpointLoadError(filename, f"'model' must be a dict of arrays, got {type(weights).__name__}")
+        raise CheckpointLoadError(
+            filename, f"'model' must be a dict of arrays, got {type(weights).__name__}"
+        )
     not_arrays = [k for k, v in weights.items() if not isinstance(v, (np.ndarray, torch.Tensor))]
     if not_arrays:
         raise CheckpointLoadError(

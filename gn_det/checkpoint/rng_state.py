@@ -11,6 +11,7 @@ Exact continuation holds for single-process runs with in-process data loading
 multi-process runs only the main process saves, so the other ranks' states are unknown; there
 nothing is restored and each rank keeps its fresh seed (Detectron2's behaviour).
 """
+
 import logging
 import random
 from typing import Any, Dict
@@ -31,9 +32,17 @@ def get_rng_state() -> Dict[str, Any]:
     version, internal, gauss_next = random.getstate()
     state = {
         "torch": torch.get_rng_state(),
-        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
-                  "cached_gaussian": float(cached_gaussian)},
-        "python": {"version": version, "internal": torch.tensor(internal, dtype=torch.int64), "gauss_next": gauss_next},
+        "numpy": {
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached_gaussian),
+        },
+        "python": {
+            "version": version,
+            "internal": torch.tensor(internal, dtype=torch.int64),
+            "gauss_next": gauss_next,
+        },
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -44,7 +53,15 @@ def set_rng_state(state: Dict[str, Any]) -> None:
     """Restore what get_rng_state returned."""
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    np.random.set_state(
+        (
+            "MT19937",
+            n["keys"].numpy().astype(np.uint32),
+            n["pos"],
+            n["has_gauss"],
+            n["cached_gaussian"],
+        )
+    )
     p = state["python"]
     random.setstate((p["version"], tuple(int(v) for v in p["internal"].tolist()), p["gauss_next"]))
     if "cuda" in state and torch.cuda.is_available():
@@ -75,7 +92,9 @@ class RNGStateHook(HookBase):
 
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
         if comm.get_world_size() > 1 or state_dict.get("world_size", 1) > 1:
-            logger.info("Multi-process run: RNG states are not restored on resume (each rank is seeded afresh).")
+            logger.info(
+                "Multi-process run: RNG states are not restored on resume (each rank is seeded afresh)."
+            )
             return
         self._pending = state_dict["rng"]
 
@@ -84,7 +103,9 @@ class RNGStateHook(HookBase):
             return
         state = self._pending
         self._pending = None
-        set_rng_state({"torch": torch.get_rng_state(), "numpy": state["numpy"], "python": state["python"]})
+        set_rng_state(
+            {"torch": torch.get_rng_state(), "numpy": state["numpy"], "python": state["python"]}
+        )
 
         def restore_torch(module, inputs):
             torch.set_rng_state(state["torch"])

@@ -11,6 +11,7 @@ global, unless the caller explicitly trusts the file (``trust=True``: plain ``pi
 ``torch.load(weights_only=False)``, which can run arbitrary code).
 Truncated or corrupt files raise :class:`CheckpointLoadError` with the path and the reason.
 """
+
 import _compat_pickle
 import importlib
 import os
@@ -85,7 +86,9 @@ for _alias in _NUMPY_CORE_ALIASES:
     _ALLOWED_SPECS[(f"{_alias}.numeric", "_frombuffer")] = ("numeric", "_frombuffer")
 
 PICKLE_ALLOWED_GLOBALS = tuple(f"{m}.{n}" for m, n in _ALLOWED_SPECS)
-_ALLOWED_SUMMARY = "dict, list, tuple, str, bytes, numbers, OrderedDict, set, numpy arrays/dtypes/scalars"
+_ALLOWED_SUMMARY = (
+    "dict, list, tuple, str, bytes, numbers, OrderedDict, set, numpy arrays/dtypes/scalars"
+)
 
 
 def _resolve(spec: Tuple[str, str]) -> Any:
@@ -133,7 +136,9 @@ class RestrictedUnpickler(pickle.Unpickler):
     def persistent_load(self, pid: Any) -> Any:
         # torch's legacy (non-zip) format stores tensors as persistent ids: not a .pkl model file.
         raise UnsafeCheckpointError(
-            self._source, f"persistent id {str(pid)[:60]!r} (a torch.save file named .pkl?)", _ALLOWED_SUMMARY
+            self._source,
+            f"persistent id {str(pid)[:60]!r} (a torch.save file named .pkl?)",
+            _ALLOWED_SUMMARY,
         )
 
 
@@ -179,7 +184,9 @@ def load_torch_file(path: str, *, trust: bool = False, mmap: Optional[bool] = No
         if "Weights only load failed" in message and found:
             module, _, name = found.group(1).rpartition(".")
             raise UnsafeCheckpointError(
-                path, _display_name(module, name), "tensors, containers, numbers and strings (torch.load weights_only=True)"
+                path,
+                _display_name(module, name),
+                "tensors, containers, numbers and strings (torch.load weights_only=True)",
             ) from None
         raise CheckpointLoadError(path, _short_torch_reason(message)) from None
     except (RuntimeError, EOFError, ValueError, OSError, AttributeError, KeyError) as e:

@@ -6,6 +6,7 @@ but not which terms failed. This hook checks every term of every training forwar
 right after the forward: the optimizer step of that iteration is never taken, so the weights in
 memory and the last saved checkpoint stay finite.
 """
+
 import logging
 import math
 from typing import Dict, Mapping, Optional
@@ -29,13 +30,23 @@ class NonFiniteLossError(FloatingPointError):
         last_checkpoint: path of the last complete checkpoint, or None if none was saved yet.
     """
 
-    def __init__(self, iteration: int, losses: Dict[str, float], nonfinite_terms, last_checkpoint: Optional[str]):
+    def __init__(
+        self,
+        iteration: int,
+        losses: Dict[str, float],
+        nonfinite_terms,
+        last_checkpoint: Optional[str],
+    ):
         self.iteration = iteration
         self.losses = losses
         self.nonfinite_terms = list(nonfinite_terms)
         self.last_checkpoint = last_checkpoint
         bad = ", ".join(
-            f"{k}={losses[k]}" if not math.isfinite(losses.get(k, 0.0)) else f"{k} (non-finite on another rank)"
+            (
+                f"{k}={losses[k]}"
+                if not math.isfinite(losses.get(k, 0.0))
+                else f"{k} (non-finite on another rank)"
+            )
             for k in self.nonfinite_terms
         )
         good = ", ".join(f"{k}={v:.4g}" for k, v in losses.items() if k not in self.nonfinite_terms)
@@ -119,4 +130,3 @@ class NonFiniteLossHook(HookBase):
         except Exception:  # the message must not fail because of the lookup
             return None
         return None
-

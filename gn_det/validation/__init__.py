@@ -2,6 +2,7 @@
 
 ``validate(config_file, opts, ...)`` is the one entry; the checks are also usable one by one.
 """
+
 from .checkpoint_checks import check_checkpoint, resolve_checkpoint_path
 from .coco_checks import BOX_TOLERANCE_PX, CocoCheckResult, check_coco_json, read_image_size
 from .config_checks import check_config, check_config_sources, component_channels, default_base_cfg

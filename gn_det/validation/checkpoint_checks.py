@@ -1,4 +1,5 @@
 """Checkpoint file checks, before the model is built: exists, complete, loadable without code."""
+
 import os
 import zipfile
 from typing import Any, Optional
@@ -8,7 +9,13 @@ import numpy as np
 import torch
 
 from ..checkpoint.checkpointer import normalize_pickled_checkpoint
-from ..checkpoint.safe_load import CheckpointLoadError, UnsafeCheckpointError, load_pickle_file, load_torch_file, trust_from_env
+from ..checkpoint.safe_load import (
+    CheckpointLoadError,
+    UnsafeCheckpointError,
+    load_pickle_file,
+    load_torch_file,
+    trust_from_env,
+)
 from .report import ValidationReport
 
 __all__ = ["check_checkpoint", "resolve_checkpoint_path"]
@@ -71,12 +78,17 @@ def check_checkpoint(
                 with zipfile.ZipFile(local) as archive:
                     bad_member = archive.testzip()
                 if bad_member is not None:
-                    raise CheckpointLoadError(local, f"corrupt data: member {bad_member!r} fails its CRC check")
+                    raise CheckpointLoadError(
+                        local, f"corrupt data: member {bad_member!r} fails its CRC check"
+                    )
             elif os.path.isfile(local) and os.path.getsize(local) > 0:
                 with open(local, "rb") as f:
                     head = f.read(4)
                 if head.startswith(b"PK"):
-                    raise CheckpointLoadError(local, "truncated zip archive (the end of the file is missing; an interrupted save or download?)")
+                    raise CheckpointLoadError(
+                        local,
+                        "truncated zip archive (the end of the file is missing; an interrupted save or download?)",
+                    )
             checkpoint = load_torch_file(local, trust=trust, mmap=zipfile.is_zipfile(local))
         problem = _state_dict_problem(checkpoint)
         if problem:
@@ -86,5 +98,7 @@ def check_checkpoint(
     except CheckpointLoadError as e:
         report.add("checkpoint", label, str(e))
     except zipfile.BadZipFile as e:
-        report.add("checkpoint", label, f"Cannot load checkpoint {local}: corrupt zip archive ({e})")
+        report.add(
+            "checkpoint", label, f"Cannot load checkpoint {local}: corrupt zip archive ({e})"
+        )
     return report

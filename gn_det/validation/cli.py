@@ -1,4 +1,5 @@
 """Command-line side of validation: the flags tools share, and running ``validate`` from them."""
+
 import argparse
 import logging
 import os
@@ -9,7 +10,12 @@ from .checkpoint_checks import check_checkpoint
 from .coco_checks import check_coco_json
 from .config_checks import check_config, check_config_sources, default_base_cfg
 from .report import ValidationReport
-from .validate import checkpoint_to_load, cleaned_datasets_dir, validate_datasets, write_cleaned_dataset
+from .validate import (
+    checkpoint_to_load,
+    cleaned_datasets_dir,
+    validate_datasets,
+    write_cleaned_dataset,
+)
 
 __all__ = ["add_validation_arguments", "validate_args", "validate_args_or_exit", "REPORT_NAME"]
 
@@ -44,11 +50,14 @@ def add_validation_arguments(parser: argparse.ArgumentParser) -> argparse.Argume
 
 
 def _num_processes(args) -> int:
-    return max(1, int(getattr(args, "num_gpus", 1) or 1)) * max(1, int(getattr(args, "num_machines", 1) or 1))
+    return max(1, int(getattr(args, "num_gpus", 1) or 1)) * max(
+        1, int(getattr(args, "num_machines", 1) or 1)
+    )
 
 
-def _register_dataset_entries(args, cfg, report: ValidationReport, register_dataset, skip_invalid: bool,
-                              check_images: bool) -> set:
+def _register_dataset_entries(
+    args, cfg, report: ValidationReport, register_dataset, skip_invalid: bool, check_images: bool
+) -> set:
     """Register ``args.dataset`` entries ([name, json, image_dir]) with ``register_dataset``.
 
     An entry whose registration fails (its json cannot be read as a dataset) gets the full COCO
@@ -65,13 +74,21 @@ def _register_dataset_entries(args, cfg, report: ValidationReport, register_data
         except Exception as error:  # any failure: the detailed check below says what is wrong
             checked.add(name)
             result = check_coco_json(
-                json_file, image_root, dataset_name=name, skip_invalid=skip_invalid,
-                require_masks=bool(cfg.MODEL.MASK_ON), for_evaluation=name in cfg.DATASETS.TEST,
+                json_file,
+                image_root,
+                dataset_name=name,
+                skip_invalid=skip_invalid,
+                require_masks=bool(cfg.MODEL.MASK_ON),
+                for_evaluation=name in cfg.DATASETS.TEST,
                 check_images=check_images,
             )
             report.extend(result.report)
             if not result.report.problems:
-                report.add("dataset-registration", f"--dataset {name} {json_file} {image_root}", f"{type(error).__name__}: {error}")
+                report.add(
+                    "dataset-registration",
+                    f"--dataset {name} {json_file} {image_root}",
+                    f"{type(error).__name__}: {error}",
+                )
             elif skip_invalid and result.data is not None:
                 path = write_cleaned_dataset(cleaned_datasets_dir(cfg), name, result.data)
                 register_dataset(name, path, image_root)
@@ -110,15 +127,29 @@ def validate_args(
     training = not getattr(args, "eval_only", False)
 
     report = ValidationReport()
-    cfg, _ = check_config_sources(getattr(args, "config_file", None) or None, list(getattr(args, "opts", None) or []),
-                                  base_cfg=base_cfg, report=report)
+    cfg, _ = check_config_sources(
+        getattr(args, "config_file", None) or None,
+        list(getattr(args, "opts", None) or []),
+        base_cfg=base_cfg,
+        report=report,
+    )
     report.cfg = cfg
     checked = set()
     if register_dataset is not None:
-        checked = _register_dataset_entries(args, cfg, report, register_dataset, skip_invalid, check_images)
+        checked = _register_dataset_entries(
+            args, cfg, report, register_dataset, skip_invalid, check_images
+        )
     check_config(cfg, num_processes=_num_processes(args), report=report, training=training)
-    validate_datasets(cfg, training=training, skip_invalid=skip_invalid, check_images=check_images, apply_cleaned=False,
-                      prepare_dataset=prepare_dataset, skip_names=checked, report=report)
+    validate_datasets(
+        cfg,
+        training=training,
+        skip_invalid=skip_invalid,
+        check_images=check_images,
+        apply_cleaned=False,
+        prepare_dataset=prepare_dataset,
+        skip_names=checked,
+        report=report,
+    )
     target = checkpoint_to_load(cfg, bool(getattr(args, "resume", False)))
     if target is not None:
         check_checkpoint(target[1], where=target[0], report=report)
@@ -141,17 +172,27 @@ def validate_args_or_exit(args, **kwargs) -> ValidationReport:
     """validate_args, then stop the program (exit status 1, the report on stderr) if it failed."""
     report = validate_args(args, **kwargs)
     if not report.ok:
-        raise SystemExit("Input validation failed; nothing was built or trained.\n"
-                         + report.format(max_per_kind=_MAX_PRINTED_PER_KIND))
+        raise SystemExit(
+            "Input validation failed; nothing was built or trained.\n"
+            + report.format(max_per_kind=_MAX_PRINTED_PER_KIND)
+        )
     return report
 
 
-def check_files(coco_jsons, checkpoints, *, skip_invalid: bool = False, check_images: bool = True,
-                trust: Optional[bool] = None) -> ValidationReport:
+def check_files(
+    coco_jsons,
+    checkpoints,
+    *,
+    skip_invalid: bool = False,
+    check_images: bool = True,
+    trust: Optional[bool] = None,
+) -> ValidationReport:
     """Standalone checks of COCO jsons (``(json, image_root)`` pairs) and checkpoint files."""
     report = ValidationReport()
     for json_file, image_root in coco_jsons or []:
-        result = check_coco_json(json_file, image_root, skip_invalid=skip_invalid, check_images=check_images)
+        result = check_coco_json(
+            json_file, image_root, skip_invalid=skip_invalid, check_images=check_images
+        )
         report.extend(result.report)
     for path in checkpoints or []:
         check_checkpoint(path, where="--checkpoint", trust=trust, report=report)

@@ -12,10 +12,11 @@ Each problem names the file, the image id and the annotation id. Problems come i
 accepts both for any annotation); they are kept (Detectron2 ignores them in training, COCOeval
 treats them as "ignore" regions).
 """
+
 import json
 import math
 import os
-from collections import Counter, defaultdict
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Set, Tuple
@@ -91,13 +92,26 @@ def _decode_error_message(text: str, error: json.JSONDecodeError) -> str:
     return (
         f"not valid JSON: {error.msg} (line {error.lineno}, column {error.colno}, character "
         f"{error.pos} of {len(text)})"
-        + ("; the text ends before the document does, so the file is probably truncated (an interrupted download or copy)" if ends_there else "")
+        + (
+            "; the text ends before the document does, so the file is probably truncated (an interrupted download or copy)"
+            if ends_there
+            else ""
+        )
     )
 
 
 class _CocoChecker:
-    def __init__(self, json_file: str, image_root: str, name: str, skip_invalid: bool, require_masks: bool,
-                 for_evaluation: bool, check_images: bool, num_threads: int):
+    def __init__(
+        self,
+        json_file: str,
+        image_root: str,
+        name: str,
+        skip_invalid: bool,
+        require_masks: bool,
+        for_evaluation: bool,
+        check_images: bool,
+        num_threads: int,
+    ):
         self.json_file = json_file
         self.image_root = image_root
         self.name = name
@@ -117,7 +131,9 @@ class _CocoChecker:
         self.report.add(kind, f"{dataset}{self.json_file}{where}", message)
 
     def image_problem(self, kind: str, image_id, message: str) -> None:
-        self.report.add(kind, f"{self.json_file} image id {image_id!r}", message, dropped=self.skip_invalid)
+        self.report.add(
+            kind, f"{self.json_file} image id {image_id!r}", message, dropped=self.skip_invalid
+        )
 
     def annotation_problem(self, kind: str, position: int, ann: dict, message: str) -> None:
         ann_id = ann.get("id") if isinstance(ann, dict) else None
@@ -130,7 +146,10 @@ class _CocoChecker:
 
     def load(self) -> Optional[dict]:
         if not os.path.isfile(self.json_file):
-            self.file_problem("json-file", "file not found" if not os.path.exists(self.json_file) else "not a regular file")
+            self.file_problem(
+                "json-file",
+                "file not found" if not os.path.exists(self.json_file) else "not a regular file",
+            )
             return None
         try:
             with open(self.json_file, "rb") as f:
@@ -144,7 +163,9 @@ class _CocoChecker:
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as e:
-            self.file_problem("json-file", f"not UTF-8 text (byte {e.start}); a COCO json must be UTF-8")
+            self.file_problem(
+                "json-file", f"not UTF-8 text (byte {e.start}); a COCO json must be UTF-8"
+            )
             return None
         try:
             data = json.loads(text)
@@ -152,15 +173,23 @@ class _CocoChecker:
             self.file_problem("json-syntax", _decode_error_message(text, e))
             return None
         if not isinstance(data, dict):
-            self.file_problem("json-structure", f"the top level must be an object with 'images', 'annotations' and 'categories', got {type(data).__name__}")
+            self.file_problem(
+                "json-structure",
+                f"the top level must be an object with 'images', 'annotations' and 'categories', got {type(data).__name__}",
+            )
             return None
         ok = True
         for key in ("images", "annotations", "categories"):
             if key not in data:
-                self.file_problem("missing-field", f"missing the required top-level field {key!r} (a list)")
+                self.file_problem(
+                    "missing-field", f"missing the required top-level field {key!r} (a list)"
+                )
                 ok = False
             elif not isinstance(data[key], list):
-                self.file_problem("json-structure", f"top-level field {key!r} must be a list, got {type(data[key]).__name__}")
+                self.file_problem(
+                    "json-structure",
+                    f"top-level field {key!r} must be a list, got {type(data[key]).__name__}",
+                )
                 ok = False
         return data if ok else None
 
@@ -169,38 +198,66 @@ class _CocoChecker:
         for i, cat in enumerate(categories):
             where = f" categories[{i}]"
             if not isinstance(cat, dict):
-                self.file_problem("category", f"must be an object with 'id' and 'name', got {type(cat).__name__}", where)
+                self.file_problem(
+                    "category",
+                    f"must be an object with 'id' and 'name', got {type(cat).__name__}",
+                    where,
+                )
                 continue
             missing = [k for k in ("id", "name") if k not in cat]
             if missing:
-                self.file_problem("missing-field", f"category is missing {missing} (needs 'id' (int) and 'name' (str))", where)
+                self.file_problem(
+                    "missing-field",
+                    f"category is missing {missing} (needs 'id' (int) and 'name' (str))",
+                    where,
+                )
                 continue
             if not _is_int(cat["id"]):
-                self.file_problem("category", f"category id must be an integer, got {cat['id']!r}", where)
+                self.file_problem(
+                    "category", f"category id must be an integer, got {cat['id']!r}", where
+                )
                 continue
             if not isinstance(cat["name"], str) or not cat["name"]:
-                self.file_problem("category", f"category {cat['id']} needs a non-empty string 'name', got {cat['name']!r}", where)
+                self.file_problem(
+                    "category",
+                    f"category {cat['id']} needs a non-empty string 'name', got {cat['name']!r}",
+                    where,
+                )
             ids[cat["id"]] += 1
         for cat_id, n in ids.items():
             if n > 1:
-                self.file_problem("duplicate-id", f"category id {cat_id} appears {n} times; category ids must be unique")
+                self.file_problem(
+                    "duplicate-id",
+                    f"category id {cat_id} appears {n} times; category ids must be unique",
+                )
         if not categories:
             self.file_problem("category", "'categories' is empty; list at least one category")
         return set(ids)
 
     def check_images_records(self, images: List[Any]) -> Dict[Any, dict]:
-        ids: Counter = Counter(img.get("id") for img in images if isinstance(img, dict) and _is_int(img.get("id")))
+        ids: Counter = Counter(
+            img.get("id") for img in images if isinstance(img, dict) and _is_int(img.get("id"))
+        )
         valid: Dict[Any, dict] = {}
         for i, img in enumerate(images):
             if not isinstance(img, dict):
-                self.report.add("image-record", f"{self.json_file} images[{i}]", f"must be an object, got {type(img).__name__}", dropped=self.skip_invalid)
+                self.report.add(
+                    "image-record",
+                    f"{self.json_file} images[{i}]",
+                    f"must be an object, got {type(img).__name__}",
+                    dropped=self.skip_invalid,
+                )
                 continue
             image_id = img.get("id", f"<missing> (images[{i}])")
             if not _hashable(image_id):
                 image_id = repr(image_id)
             missing = [k for k in ("id", "file_name", "height", "width") if k not in img]
             if missing:
-                self.image_problem("missing-field", image_id, f"image record is missing {missing} (needs id, file_name, height, width)")
+                self.image_problem(
+                    "missing-field",
+                    image_id,
+                    f"image record is missing {missing} (needs id, file_name, height, width)",
+                )
                 self.bad_images.add(image_id)
                 continue
             problems = []
@@ -216,7 +273,11 @@ class _CocoChecker:
                 self.bad_images.add(image_id)
                 continue
             if ids[image_id] > 1:
-                self.image_problem("duplicate-id", image_id, f"image id {image_id} is used by {ids[image_id]} image records; ids must be unique (all of them are rejected, as it is ambiguous which one annotations mean)")
+                self.image_problem(
+                    "duplicate-id",
+                    image_id,
+                    f"image id {image_id} is used by {ids[image_id]} image records; ids must be unique (all of them are rejected, as it is ambiguous which one annotations mean)",
+                )
                 self.bad_images.add(image_id)
                 continue
             valid[img["id"]] = img
@@ -237,29 +298,50 @@ class _CocoChecker:
         for img, path, error, size in results:
             image_id = img["id"]
             if error == "missing":
-                self.image_problem("image-file", image_id, f"image file {path} does not exist (file_name {img['file_name']!r} under image root {self.image_root})")
+                self.image_problem(
+                    "image-file",
+                    image_id,
+                    f"image file {path} does not exist (file_name {img['file_name']!r} under image root {self.image_root})",
+                )
             elif error:
                 self.image_problem("image-file", image_id, f"image file {path} is {error}")
             elif size != (img["width"], img["height"]):
                 self.image_problem(
-                    "image-size", image_id,
+                    "image-size",
+                    image_id,
                     f"image file {path} is {size[0]}x{size[1]} (width x height, after EXIF rotation) but the json says {img['width']}x{img['height']}; fix 'width'/'height' in the json",
                 )
             else:
                 continue
             self.bad_images.add(image_id)
 
-    def check_annotations(self, annotations: List[Any], images: Dict[Any, dict], category_ids: Set[Any], all_image_ids: Set[Any]) -> None:
-        ids: Counter = Counter(a.get("id") for a in annotations if isinstance(a, dict) and _is_int(a.get("id")))
+    def check_annotations(
+        self,
+        annotations: List[Any],
+        images: Dict[Any, dict],
+        category_ids: Set[Any],
+        all_image_ids: Set[Any],
+    ) -> None:
+        ids: Counter = Counter(
+            a.get("id") for a in annotations if isinstance(a, dict) and _is_int(a.get("id"))
+        )
         for position, ann in enumerate(annotations):
             if not isinstance(ann, dict):
-                self.annotation_problem("annotation-record", position, {}, f"must be an object, got {type(ann).__name__}")
+                self.annotation_problem(
+                    "annotation-record",
+                    position,
+                    {},
+                    f"must be an object, got {type(ann).__name__}",
+                )
                 continue
             required = ["id", "image_id", "category_id", "bbox"]
             if self.require_masks:
                 required.append("segmentation")
             if self.for_evaluation:
-                required += ["area", "iscrowd"]  # pycocotools' COCOeval reads both for every ground truth
+                required += [
+                    "area",
+                    "iscrowd",
+                ]  # pycocotools' COCOeval reads both for every ground truth
             missing = [k for k in required if k not in ann]
             if missing:
                 why = []
@@ -267,20 +349,45 @@ class _CocoChecker:
                     why.append("segmentation is needed because MODEL.MASK_ON is set")
                 if "area" in missing or "iscrowd" in missing:
                     why.append("area and iscrowd are needed by COCO evaluation")
-                self.annotation_problem("missing-field", position, ann, f"annotation is missing {missing}" + (f" ({'; '.join(why)})" if why else ""))
+                self.annotation_problem(
+                    "missing-field",
+                    position,
+                    ann,
+                    f"annotation is missing {missing}" + (f" ({'; '.join(why)})" if why else ""),
+                )
                 continue
             if not _is_int(ann["id"]):
-                self.annotation_problem("annotation-record", position, ann, f"'id' must be an integer, got {ann['id']!r}")
+                self.annotation_problem(
+                    "annotation-record",
+                    position,
+                    ann,
+                    f"'id' must be an integer, got {ann['id']!r}",
+                )
                 continue
             if ids[ann["id"]] > 1:
-                self.annotation_problem("duplicate-id", position, ann, f"annotation id {ann['id']} is used {ids[ann['id']]} times; ids must be unique (Detectron2's loader asserts it)")
+                self.annotation_problem(
+                    "duplicate-id",
+                    position,
+                    ann,
+                    f"annotation id {ann['id']} is used {ids[ann['id']]} times; ids must be unique (Detectron2's loader asserts it)",
+                )
                 continue
             image_id = ann["image_id"]
             if not _hashable(image_id) or image_id not in all_image_ids:
-                self.annotation_problem("unknown-id", position, ann, f"image_id {image_id!r} is not the id of any image in 'images'")
+                self.annotation_problem(
+                    "unknown-id",
+                    position,
+                    ann,
+                    f"image_id {image_id!r} is not the id of any image in 'images'",
+                )
                 continue
             if not _hashable(ann["category_id"]) or ann["category_id"] not in category_ids:
-                self.annotation_problem("unknown-id", position, ann, f"category_id {ann['category_id']!r} is not in 'categories' (valid: {sorted(category_ids)[:20]})")
+                self.annotation_problem(
+                    "unknown-id",
+                    position,
+                    ann,
+                    f"category_id {ann['category_id']!r} is not in 'categories' (valid: {sorted(category_ids)[:20]})",
+                )
                 continue
             img = images.get(image_id)
             if img is None:
@@ -296,7 +403,11 @@ class _CocoChecker:
         if iscrowd not in (0, 1) or isinstance(iscrowd, float):
             return "iscrowd", f"iscrowd must be 0 or 1 (COCO), got {iscrowd!r}"
         bbox = ann["bbox"]
-        if not isinstance(bbox, (list, tuple)) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
+        if (
+            not isinstance(bbox, (list, tuple))
+            or len(bbox) != 4
+            or not all(_is_number(v) for v in bbox)
+        ):
             return "bbox", f"bbox must be [x, y, width, height] with 4 finite numbers, got {bbox!r}"
         x, y, w, h = bbox
         if w <= 0 or h <= 0:
@@ -317,15 +428,24 @@ class _CocoChecker:
             return ("rle", problem) if problem else None
         if isinstance(segm, list):
             if not segm:
-                return "polygon", "segmentation is an empty list; give at least one polygon [[x1, y1, x2, y2, x3, y3, ...]]"
+                return (
+                    "polygon",
+                    "segmentation is an empty list; give at least one polygon [[x1, y1, x2, y2, x3, y3, ...]]",
+                )
             if all(_is_number(v) for v in segm):
-                return "polygon", "segmentation must be a list of polygons [[x1, y1, ...], ...], not a single flat list"
+                return (
+                    "polygon",
+                    "segmentation must be a list of polygons [[x1, y1, ...], ...], not a single flat list",
+                )
             for k, poly in enumerate(segm):
                 problem = polygon_problem(poly, width, height, tolerance=BOX_TOLERANCE_PX)
                 if problem:
                     return "polygon", f"polygon {k} of {len(segm)} {problem}"
             return None
-        return "segmentation", f"segmentation must be a list of polygons or an RLE object, got {type(segm).__name__}"
+        return (
+            "segmentation",
+            f"segmentation must be a list of polygons or an RLE object, got {type(segm).__name__}",
+        )
 
     def run(self) -> CocoCheckResult:
         data = self.load()
@@ -334,7 +454,9 @@ class _CocoChecker:
             return CocoCheckResult(self.report)
         category_ids = self.check_categories(data["categories"])
         all_image_ids = {
-            img["id"] for img in data["images"] if isinstance(img, dict) and "id" in img and _hashable(img["id"])
+            img["id"]
+            for img in data["images"]
+            if isinstance(img, dict) and "id" in img and _hashable(img["id"])
         }
         images = self.check_images_records(data["images"])
         if self.check_images:
@@ -351,7 +473,9 @@ class _CocoChecker:
             return result
         if any(not p.dropped for p in self.report.problems):
             return result  # file-level problems: not usable even with skip_invalid
-        kept_images = [img for img in data["images"] if isinstance(img, dict) and img.get("id") in good_images]
+        kept_images = [
+            img for img in data["images"] if isinstance(img, dict) and img.get("id") in good_images
+        ]
         kept_annotations = []
         with_image = 0
         for position, ann in enumerate(data["annotations"]):
@@ -365,7 +489,8 @@ class _CocoChecker:
                 continue
             kept_annotations.append(ann)
         result.dropped_image_ids = {
-            img.get("id") if isinstance(img, dict) and _hashable(img.get("id")) else None for img in data["images"]
+            img.get("id") if isinstance(img, dict) and _hashable(img.get("id")) else None
+            for img in data["images"]
         } - set(good_images)
         cleaned = dict(data)
         cleaned["images"] = kept_images
@@ -382,7 +507,11 @@ class _CocoChecker:
                 "annotations kept": len(kept_annotations),
             }
         if not kept_images:
-            self.report.add("empty-dataset", self.json_file, "no valid image is left; fix the records listed above")
+            self.report.add(
+                "empty-dataset",
+                self.json_file,
+                "no valid image is left; fix the records listed above",
+            )
             result.data = None
         return result
 
@@ -412,6 +541,13 @@ def check_coco_json(
         num_threads: threads for reading image headers.
     """
     checker = _CocoChecker(
-        json_file, image_root, dataset_name or json_file, skip_invalid, require_masks, for_evaluation, check_images, num_threads
+        json_file,
+        image_root,
+        dataset_name or json_file,
+        skip_invalid,
+        require_masks,
+        for_evaluation,
+        check_images,
+        num_threads,
     )
     return checker.run()

@@ -6,6 +6,7 @@ it came from, where Detectron2's merge stops at the first one with a bare ``KeyE
 ``check_config`` checks a merged config: registered names, GN group counts against the channels
 each component will have, the batch size against the number of processes, dataset names.
 """
+
 import difflib
 import math
 import os
@@ -28,9 +29,25 @@ __all__ = [
 ]
 
 BASE_KEY = "_BASE_"
-RESNET_BLOCKS_PER_STAGE = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
+RESNET_BLOCKS_PER_STAGE = {
+    18: (2, 2, 2, 2),
+    34: (3, 4, 6, 3),
+    50: (3, 4, 6, 3),
+    101: (3, 4, 23, 3),
+    152: (3, 8, 36, 3),
+}
 # Names Detectron2's own get_norm accepts (its modules, when gn_det's are not used).
-_D2_NORM_NAMES = ("BN", "SyncBN", "FrozenBN", "GN", "nnSyncBN", "naiveSyncBN", "naiveSyncBN_N", "LN", "")
+_D2_NORM_NAMES = (
+    "BN",
+    "SyncBN",
+    "FrozenBN",
+    "GN",
+    "nnSyncBN",
+    "naiveSyncBN",
+    "naiveSyncBN_N",
+    "LN",
+    "",
+)
 _D2_GN_GROUPS = 32  # Detectron2's get_norm("GN") is nn.GroupNorm(32, C)
 
 
@@ -93,7 +110,9 @@ def _suggest(full_key: str, node: CfgNode, index: Dict[str, List[str]]) -> str:
     if not hints:
         where = f"under {parent[:-1]}" if parent else "at the top level"
         valid = sorted(node.keys())
-        hints.append(f"valid keys {where}: " + ", ".join(valid[:30]) + (" ..." if len(valid) > 30 else ""))
+        hints.append(
+            f"valid keys {where}: " + ", ".join(valid[:30]) + (" ..." if len(valid) > 30 else "")
+        )
     return "; ".join(hints)
 
 
@@ -127,7 +146,8 @@ class _SourceChecker:
             data = yaml.safe_load(text)
         except yaml.constructor.ConstructorError as e:
             self.report.add(
-                "config-file", f"{path}:{e.problem_mark.line + 1 if e.problem_mark else '?'}",
+                "config-file",
+                f"{path}:{e.problem_mark.line + 1 if e.problem_mark else '?'}",
                 f"uses a YAML tag that can run code ({e.problem}); use plain YAML values",
             )
             return
@@ -139,33 +159,46 @@ class _SourceChecker:
         if data is None:
             data = {}
         if not isinstance(data, dict):
-            self.report.add("config-file", path, f"the top level must be a mapping of keys, got {type(data).__name__}")
+            self.report.add(
+                "config-file",
+                path,
+                f"the top level must be a mapping of keys, got {type(data).__name__}",
+            )
             return
         lines = _key_lines(text)
         bases = data.pop(BASE_KEY, None)
         if bases is not None:
             for base in bases if isinstance(bases, list) else [bases]:
                 if not isinstance(base, str):
-                    self.report.add("config-file", f"{path}:{lines.get(BASE_KEY, '?')}", f"_BASE_ entries must be paths, got {base!r}")
+                    self.report.add(
+                        "config-file",
+                        f"{path}:{lines.get(BASE_KEY, '?')}",
+                        f"_BASE_ entries must be paths, got {base!r}",
+                    )
                     continue
                 base = os.path.expanduser(base)
                 if not base.startswith(("/", "http://", "https://")):
                     base = os.path.join(os.path.dirname(path), base)
                 self.apply_file(base, stack + (path,))
-        self._apply_mapping(self.cfg, data, "", lambda key: f"{path}:{lines[key]}" if key in lines else path)
+        self._apply_mapping(
+            self.cfg, data, "", lambda key: f"{path}:{lines[key]}" if key in lines else path
+        )
 
     def apply_overrides(self, opts: Sequence[str]) -> None:
         opts = list(opts or [])
         if len(opts) % 2:
             self.report.add(
-                "unknown-key", "command line",
+                "unknown-key",
+                "command line",
                 f"overrides must be KEY VALUE pairs; {opts[-1]!r} has no value",
             )
             opts = opts[:-1]
         for key, value in zip(opts[0::2], opts[1::2]):
             self._apply_leaf_path(key, value, f"command-line override {key}")
 
-    def _apply_mapping(self, node: CfgNode, data: dict, prefix: str, where: Callable[[str], str]) -> None:
+    def _apply_mapping(
+        self, node: CfgNode, data: dict, prefix: str, where: Callable[[str], str]
+    ) -> None:
         for key, value in data.items():
             full = prefix + str(key)
             if key not in node:
@@ -175,7 +208,8 @@ class _SourceChecker:
                 if self._deprecated_or_renamed(full, where(full)):
                     continue
                 self.report.add(
-                    "unknown-key", where(full),
+                    "unknown-key",
+                    where(full),
                     f"{full} is not a config key (Detectron2 would stop with KeyError: 'Non-existent "
                     f"config key: {full}'); {_suggest(full, node, self.index)}",
                 )
@@ -185,10 +219,18 @@ class _SourceChecker:
                 if isinstance(value, dict):
                     self._apply_mapping(current, value, full + ".", where)
                 else:
-                    self.report.add("config-type", where(full), f"{full} is a group of keys ({full}.*), not a value; got {value!r}")
+                    self.report.add(
+                        "config-type",
+                        where(full),
+                        f"{full} is a group of keys ({full}.*), not a value; got {value!r}",
+                    )
                 continue
             if isinstance(value, dict):
-                self.report.add("config-type", where(full), f"{full} takes a {type(current).__name__} (default {current!r}), not a mapping")
+                self.report.add(
+                    "config-type",
+                    where(full),
+                    f"{full} takes a {type(current).__name__} (default {current!r}), not a mapping",
+                )
                 continue
             self._set_leaf(full, value, where(full))
 
@@ -200,7 +242,11 @@ class _SourceChecker:
             if part not in node or not isinstance(node[part], CfgNode):
                 if self._deprecated_or_renamed(full, where):
                     return
-                self.report.add("unknown-key", where, f"{full} is not a config key; {_suggest(prefix + part, node, self.index)}")
+                self.report.add(
+                    "unknown-key",
+                    where,
+                    f"{full} is not a config key; {_suggest(prefix + part, node, self.index)}",
+                )
                 return
             node = node[part]
             prefix += part + "."
@@ -210,10 +256,16 @@ class _SourceChecker:
                 return
             if self._deprecated_or_renamed(full, where):
                 return
-            self.report.add("unknown-key", where, f"{full} is not a config key; {_suggest(full, node, self.index)}")
+            self.report.add(
+                "unknown-key",
+                where,
+                f"{full} is not a config key; {_suggest(full, node, self.index)}",
+            )
             return
         if isinstance(node[parts[-1]], CfgNode):
-            self.report.add("config-type", where, f"{full} is a group of keys ({full}.*), not a value")
+            self.report.add(
+                "config-type", where, f"{full} is a group of keys ({full}.*), not a value"
+            )
             return
         self._set_leaf(full, value, where)
 
@@ -226,7 +278,8 @@ class _SourceChecker:
             for part in full.split("."):
                 default = default[part]
             self.report.add(
-                "config-type", where,
+                "config-type",
+                where,
                 f"{full}={value!r} has the wrong type: expected {type(default).__name__} like "
                 f"the default {default!r} ({e})",
             )
@@ -261,7 +314,9 @@ def check_config_sources(
     if config_file:
         checker.apply_file(config_file)
     checker.apply_overrides(opts)
-    report.checked.append(f"config sources: {config_file or '(defaults)'} + {len(opts or []) // 2} override(s)")
+    report.checked.append(
+        f"config sources: {config_file or '(defaults)'} + {len(opts or []) // 2} override(s)"
+    )
     if len(report.errors) > n_before:
         return checker.cfg, report
     cfg = base_cfg()
@@ -270,7 +325,11 @@ def check_config_sources(
             cfg.merge_from_file(config_file)
         cfg.merge_from_list(list(opts or []))
     except Exception as e:  # anything the key-by-key pass did not foresee (e.g. version upgrades)
-        report.add("config-merge", config_file or "command line", f"Detectron2 cannot merge the config: {type(e).__name__}: {e}")
+        report.add(
+            "config-merge",
+            config_file or "command line",
+            f"Detectron2 cannot merge the config: {type(e).__name__}: {e}",
+        )
         return checker.cfg, report
     return cfg, report
 
@@ -292,7 +351,9 @@ def _registry_display_name(registry) -> str:
     return getattr(registry, "_name", type(registry).__name__)  # fvcore keeps the name private
 
 
-def _check_registered_name(report: ValidationReport, key: str, name: str, registry, extra_valid: Iterable[str] = ()) -> object:
+def _check_registered_name(
+    report: ValidationReport, key: str, name: str, registry, extra_valid: Iterable[str] = ()
+) -> object:
     extra_valid = list(extra_valid)
     if name in extra_valid:
         return None
@@ -302,7 +363,8 @@ def _check_registered_name(report: ValidationReport, key: str, name: str, regist
     valid = _registry_names(registry) + extra_valid
     close = difflib.get_close_matches(str(name), valid, n=3, cutoff=0.5)
     report.add(
-        "registry", f"config key {key}",
+        "registry",
+        f"config key {key}",
         f"{name!r} is not registered in Detectron2's {_registry_display_name(registry)} registry"
         + (f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "")
         + f" Registered: {', '.join(valid)}",
@@ -328,13 +390,17 @@ def _is_subclass(obj, base) -> bool:
 def _uses_res5_roi_heads(cfg: CfgNode) -> bool:
     from detectron2.modeling.roi_heads import Res5ROIHeads
 
-    return _is_subclass(_registered_class("ROI_HEADS_REGISTRY", cfg.MODEL.ROI_HEADS.NAME), Res5ROIHeads)
+    return _is_subclass(
+        _registered_class("ROI_HEADS_REGISTRY", cfg.MODEL.ROI_HEADS.NAME), Res5ROIHeads
+    )
 
 
 def _is_retinanet(cfg: CfgNode) -> bool:
     from detectron2.modeling.meta_arch import RetinaNet
 
-    return _is_subclass(_registered_class("META_ARCH_REGISTRY", cfg.MODEL.META_ARCHITECTURE), RetinaNet)
+    return _is_subclass(
+        _registered_class("META_ARCH_REGISTRY", cfg.MODEL.META_ARCHITECTURE), RetinaNet
+    )
 
 
 def component_channels(cfg: CfgNode) -> Dict[str, List[Tuple[str, int]]]:
@@ -375,16 +441,26 @@ def component_channels(cfg: CfgNode) -> Dict[str, List[Tuple[str, int]]]:
         out["FPN"] = [("FPN lateral/output convs (MODEL.FPN.OUT_CHANNELS)", m.FPN.OUT_CHANNELS)]
     if not retinanet and m.PROPOSAL_GENERATOR.NAME in ("RPN", "RRPN"):
         features = list(m.RPN.IN_FEATURES)
-        in_channels = m.FPN.OUT_CHANNELS if has_fpn else stage_out.get(features[0] if features else "", None)
+        in_channels = (
+            m.FPN.OUT_CHANNELS if has_fpn else stage_out.get(features[0] if features else "", None)
+        )
         if in_channels is not None:
             dims = [in_channels if d == -1 else d for d in m.RPN.CONV_DIMS]
-            out["RPN_HEAD"] = [(f"RPN head conv {i} (MODEL.RPN.CONV_DIMS)", d) for i, d in enumerate(dims)]
+            out["RPN_HEAD"] = [
+                (f"RPN head conv {i} (MODEL.RPN.CONV_DIMS)", d) for i, d in enumerate(dims)
+            ]
     if not retinanet and not res5_head and m.ROI_BOX_HEAD.NUM_CONV > 0:
-        out["BOX_HEAD"] = [("box head convs (MODEL.ROI_BOX_HEAD.CONV_DIM)", m.ROI_BOX_HEAD.CONV_DIM)]
+        out["BOX_HEAD"] = [
+            ("box head convs (MODEL.ROI_BOX_HEAD.CONV_DIM)", m.ROI_BOX_HEAD.CONV_DIM)
+        ]
     if not retinanet and m.MASK_ON and m.ROI_MASK_HEAD.NUM_CONV > 0:
-        out["MASK_HEAD"] = [("mask head convs (MODEL.ROI_MASK_HEAD.CONV_DIM)", m.ROI_MASK_HEAD.CONV_DIM)]
+        out["MASK_HEAD"] = [
+            ("mask head convs (MODEL.ROI_MASK_HEAD.CONV_DIM)", m.ROI_MASK_HEAD.CONV_DIM)
+        ]
     if retinanet and has_fpn and m.RETINANET.NUM_CONVS > 0:
-        out["RETINANET_HEAD"] = [("RetinaNet head convs (MODEL.FPN.OUT_CHANNELS)", m.FPN.OUT_CHANNELS)]
+        out["RETINANET_HEAD"] = [
+            ("RetinaNet head convs (MODEL.FPN.OUT_CHANNELS)", m.FPN.OUT_CHANNELS)
+        ]
     return out
 
 
@@ -411,7 +487,8 @@ def _check_groups(cfg: CfgNode, report: ValidationReport, owners: Dict[str, bool
         if not isinstance(norm, str) or norm not in valid_names:
             builder = "gn_det's" if gn_det_built else "Detectron2's own"
             report.add(
-                "norm-name", f"config key {norm_key}",
+                "norm-name",
+                f"config key {norm_key}",
                 f"{norm!r} is not a norm {builder} {component} accepts; valid: "
                 + ", ".join(repr(n) for n in valid_names),
             )
@@ -422,20 +499,28 @@ def _check_groups(cfg: CfgNode, report: ValidationReport, owners: Dict[str, bool
             bad = [(name, c) for name, c in layers if c % _D2_GN_GROUPS]
             if bad:
                 report.add(
-                    "group-count", f"config key {norm_key}",
+                    "group-count",
+                    f"config key {norm_key}",
                     f"'GN' in Detectron2's own {component} means {_D2_GN_GROUPS} groups, which does not "
-                    f"divide " + ", ".join(f"{n} ({c} channels)" for n, c in bad)
+                    f"divide "
+                    + ", ".join(f"{n} ({c} channels)" for n, c in bad)
                     + "; use channel counts divisible by 32, or gn_det's registered modules to set the groups",
                 )
             continue
         if "GN" not in cfg.MODEL:
-            report.add("group-count", "config", "gn_det modules are used but the config has no MODEL.GN: call gn_det.add_gn_config(cfg) first")
+            report.add(
+                "group-count",
+                "config",
+                "gn_det modules are used but the config has no MODEL.GN: call gn_det.add_gn_config(cfg) first",
+            )
             return
         settings = gn_settings(cfg, component)
         override = cfg.MODEL.GN[component]
         by_channels = settings.channels_per_group is not None and settings.channels_per_group > 0
         field = "CHANNELS_PER_GROUP" if by_channels else "NUM_GROUPS"
-        key = f"MODEL.GN.{component}.{field}" if override[field] is not None else f"MODEL.GN.{field}"
+        key = (
+            f"MODEL.GN.{component}.{field}" if override[field] is not None else f"MODEL.GN.{field}"
+        )
         value = settings.channels_per_group if by_channels else settings.num_groups
         bad = []
         for name, c in layers:
@@ -450,15 +535,24 @@ def _check_groups(cfg: CfgNode, report: ValidationReport, owners: Dict[str, bool
             common = math.gcd(common, c)
         what = "channels per group" if by_channels else "group counts"
         report.add(
-            "group-count", f"config key {key}",
+            "group-count",
+            f"config key {key}",
             f"{key}={value} does not divide the channels of {component} ({norm_key}='GN'): "
             + ", ".join(f"{n} has {c}" for n, c in bad)
             + f"; valid {what} for every {component} layer: "
             + ", ".join(str(d) for d in _divisors(common))
-            + (f" (or override it with MODEL.GN.{component}.{field})" if override[field] is None else ""),
+            + (
+                f" (or override it with MODEL.GN.{component}.{field})"
+                if override[field] is None
+                else ""
+            ),
         )
     if cfg.MODEL.GN.EPS <= 0:
-        report.add("gn-eps", "config key MODEL.GN.EPS", f"must be > 0 (paper: 1e-5), got {cfg.MODEL.GN.EPS}")
+        report.add(
+            "gn-eps",
+            "config key MODEL.GN.EPS",
+            f"must be > 0 (paper: 1e-5), got {cfg.MODEL.GN.EPS}",
+        )
 
 
 def _check_resnet(cfg: CfgNode, report: ValidationReport) -> None:
@@ -466,17 +560,33 @@ def _check_resnet(cfg: CfgNode, report: ValidationReport) -> None:
     if "resnet" not in str(cfg.MODEL.BACKBONE.NAME).lower():
         return
     if r.DEPTH not in RESNET_BLOCKS_PER_STAGE:
-        report.add("resnet", "config key MODEL.RESNETS.DEPTH", f"{r.DEPTH} is not a ResNet depth; valid: {', '.join(map(str, RESNET_BLOCKS_PER_STAGE))}")
+        report.add(
+            "resnet",
+            "config key MODEL.RESNETS.DEPTH",
+            f"{r.DEPTH} is not a ResNet depth; valid: {', '.join(map(str, RESNET_BLOCKS_PER_STAGE))}",
+        )
         return
     if r.DEPTH in (18, 34):
         if r.RES2_OUT_CHANNELS != 64:
-            report.add("resnet", "config key MODEL.RESNETS.RES2_OUT_CHANNELS", f"must be 64 for R{r.DEPTH} (basic blocks), got {r.RES2_OUT_CHANNELS}")
+            report.add(
+                "resnet",
+                "config key MODEL.RESNETS.RES2_OUT_CHANNELS",
+                f"must be 64 for R{r.DEPTH} (basic blocks), got {r.RES2_OUT_CHANNELS}",
+            )
         if r.NUM_GROUPS != 1:
-            report.add("resnet", "config key MODEL.RESNETS.NUM_GROUPS", f"must be 1 for R{r.DEPTH} (no ResNeXt basic blocks), got {r.NUM_GROUPS}")
+            report.add(
+                "resnet",
+                "config key MODEL.RESNETS.NUM_GROUPS",
+                f"must be 1 for R{r.DEPTH} (no ResNeXt basic blocks), got {r.NUM_GROUPS}",
+            )
     stages = {"stem", "res2", "res3", "res4", "res5"}
     bad = [f for f in r.OUT_FEATURES if f not in stages]
     if bad:
-        report.add("resnet", "config key MODEL.RESNETS.OUT_FEATURES", f"unknown feature(s) {bad}; valid: {sorted(stages)}")
+        report.add(
+            "resnet",
+            "config key MODEL.RESNETS.OUT_FEATURES",
+            f"unknown feature(s) {bad}; valid: {sorted(stages)}",
+        )
 
 
 def _check_names(cfg: CfgNode, report: ValidationReport) -> Dict[str, bool]:
@@ -496,8 +606,12 @@ def _check_names(cfg: CfgNode, report: ValidationReport) -> Dict[str, bool]:
 
     m = cfg.MODEL
     owners: Dict[str, bool] = {}
-    meta = _check_registered_name(report, "MODEL.META_ARCHITECTURE", m.META_ARCHITECTURE, META_ARCH_REGISTRY)
-    backbone = _check_registered_name(report, "MODEL.BACKBONE.NAME", m.BACKBONE.NAME, BACKBONE_REGISTRY)
+    meta = _check_registered_name(
+        report, "MODEL.META_ARCHITECTURE", m.META_ARCHITECTURE, META_ARCH_REGISTRY
+    )
+    backbone = _check_registered_name(
+        report, "MODEL.BACKBONE.NAME", m.BACKBONE.NAME, BACKBONE_REGISTRY
+    )
     owners["BACKBONE"] = owners["FPN"] = _from_gn_det(backbone)
     owners["RETINANET_HEAD"] = _from_gn_det(backbone) or _from_gn_det(meta)
     uses_proposals = isinstance(meta, type) and issubclass(meta, (GeneralizedRCNN, ProposalNetwork))
@@ -505,30 +619,51 @@ def _check_names(cfg: CfgNode, report: ValidationReport) -> Dict[str, bool]:
     if uses_proposals:
         generator = m.PROPOSAL_GENERATOR.NAME
         _check_registered_name(
-            report, "MODEL.PROPOSAL_GENERATOR.NAME", generator, PROPOSAL_GENERATOR_REGISTRY, ["PrecomputedProposals"]
+            report,
+            "MODEL.PROPOSAL_GENERATOR.NAME",
+            generator,
+            PROPOSAL_GENERATOR_REGISTRY,
+            ["PrecomputedProposals"],
         )
         if generator in ("RPN", "RRPN"):
             owners["RPN_HEAD"] = _from_gn_det(
-                _check_registered_name(report, "MODEL.RPN.HEAD_NAME", m.RPN.HEAD_NAME, RPN_HEAD_REGISTRY)
+                _check_registered_name(
+                    report, "MODEL.RPN.HEAD_NAME", m.RPN.HEAD_NAME, RPN_HEAD_REGISTRY
+                )
             )
     if uses_roi_heads:
-        roi_heads = _check_registered_name(report, "MODEL.ROI_HEADS.NAME", m.ROI_HEADS.NAME, ROI_HEADS_REGISTRY)
+        roi_heads = _check_registered_name(
+            report, "MODEL.ROI_HEADS.NAME", m.ROI_HEADS.NAME, ROI_HEADS_REGISTRY
+        )
         uses_roi_heads = roi_heads is not None  # which head names matter depends on the ROI heads
     if uses_roi_heads:
         if not _uses_res5_roi_heads(cfg):
             owners["BOX_HEAD"] = _from_gn_det(
-                _check_registered_name(report, "MODEL.ROI_BOX_HEAD.NAME", m.ROI_BOX_HEAD.NAME, ROI_BOX_HEAD_REGISTRY)
+                _check_registered_name(
+                    report, "MODEL.ROI_BOX_HEAD.NAME", m.ROI_BOX_HEAD.NAME, ROI_BOX_HEAD_REGISTRY
+                )
             )
         if m.MASK_ON:
             owners["MASK_HEAD"] = _from_gn_det(
-                _check_registered_name(report, "MODEL.ROI_MASK_HEAD.NAME", m.ROI_MASK_HEAD.NAME, ROI_MASK_HEAD_REGISTRY)
+                _check_registered_name(
+                    report, "MODEL.ROI_MASK_HEAD.NAME", m.ROI_MASK_HEAD.NAME, ROI_MASK_HEAD_REGISTRY
+                )
             )
         if m.KEYPOINT_ON:
-            _check_registered_name(report, "MODEL.ROI_KEYPOINT_HEAD.NAME", m.ROI_KEYPOINT_HEAD.NAME, ROI_KEYPOINT_HEAD_REGISTRY)
+            _check_registered_name(
+                report,
+                "MODEL.ROI_KEYPOINT_HEAD.NAME",
+                m.ROI_KEYPOINT_HEAD.NAME,
+                ROI_KEYPOINT_HEAD_REGISTRY,
+            )
         if _uses_res5_roi_heads(cfg) and _from_gn_det(roi_heads):
-            owners["BACKBONE"] = True  # gn_det's Res5 ROI heads build res5 with the BACKBONE settings
+            owners["BACKBONE"] = (
+                True  # gn_det's Res5 ROI heads build res5 with the BACKBONE settings
+            )
     if m.META_ARCHITECTURE in ("SemanticSegmentor", "PanopticFPN"):
-        _check_registered_name(report, "MODEL.SEM_SEG_HEAD.NAME", m.SEM_SEG_HEAD.NAME, SEM_SEG_HEADS_REGISTRY)
+        _check_registered_name(
+            report, "MODEL.SEM_SEG_HEAD.NAME", m.SEM_SEG_HEAD.NAME, SEM_SEG_HEADS_REGISTRY
+        )
     return owners
 
 
@@ -542,7 +677,8 @@ def _check_batch(cfg: CfgNode, report: ValidationReport, num_processes: int) -> 
         # DefaultTrainer.auto_scale_workers rescales the batch from the reference world size.
         if batch % reference:
             report.add(
-                "batch-size", "config key SOLVER.IMS_PER_BATCH",
+                "batch-size",
+                "config key SOLVER.IMS_PER_BATCH",
                 f"{batch} is not divisible by SOLVER.REFERENCE_WORLD_SIZE={reference}; use a multiple of {reference}",
             )
             return
@@ -550,7 +686,8 @@ def _check_batch(cfg: CfgNode, report: ValidationReport, num_processes: int) -> 
     if batch % num_processes:
         lower = batch - batch % num_processes
         report.add(
-            "batch-size", "config key SOLVER.IMS_PER_BATCH",
+            "batch-size",
+            "config key SOLVER.IMS_PER_BATCH",
             f"{batch} images per batch cannot be split evenly over {num_processes} processes "
             f"(--num-gpus x --num-machines); use a multiple of {num_processes}, e.g. "
             + ", ".join(str(v) for v in (lower, lower + num_processes) if v > 0),
@@ -567,7 +704,8 @@ def _check_dataset_names(cfg: CfgNode, report: ValidationReport, train: bool = T
                 continue
             close = difflib.get_close_matches(name, registered, n=3, cutoff=0.5)
             report.add(
-                "dataset-name", f"config key {key}[{i}]",
+                "dataset-name",
+                f"config key {key}[{i}]",
                 f"dataset {name!r} is not registered"
                 + (f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "")
                 + f" Register it first (e.g. register_coco_instances or the tools' --dataset NAME JSON "
@@ -575,11 +713,18 @@ def _check_dataset_names(cfg: CfgNode, report: ValidationReport, train: bool = T
                 + ", ".join(sorted(registered)[:8]),
             )
     if train and not cfg.DATASETS.TRAIN:
-        report.add("dataset-name", "config key DATASETS.TRAIN", "is empty; name at least one registered training dataset")
+        report.add(
+            "dataset-name",
+            "config key DATASETS.TRAIN",
+            "is empty; name at least one registered training dataset",
+        )
 
 
 def check_config(
-    cfg: CfgNode, num_processes: int = 1, report: Optional[ValidationReport] = None, training: bool = True
+    cfg: CfgNode,
+    num_processes: int = 1,
+    report: Optional[ValidationReport] = None,
+    training: bool = True,
 ) -> ValidationReport:
     """Semantic checks of a merged config; every problem found is added to the report.
 

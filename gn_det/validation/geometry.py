@@ -1,4 +1,5 @@
 """Geometric checks of COCO segmentations: polygons (simple, non-degenerate) and RLE (well formed)."""
+
 import functools
 import warnings
 from typing import List, Optional, Sequence
@@ -61,7 +62,12 @@ def _first_crossing(points: np.ndarray) -> Optional[tuple]:
         if (any_zero & pairs).any():
             # Collinear contact: an endpoint of one edge lying on the other edge (in its box).
             def within(px, py, qx, qy, rx, ry):
-                return (np.minimum(px, qx) <= rx) & (rx <= np.maximum(px, qx)) & (np.minimum(py, qy) <= ry) & (ry <= np.maximum(py, qy))
+                return (
+                    (np.minimum(px, qx) <= rx)
+                    & (rx <= np.maximum(px, qx))
+                    & (np.minimum(py, qy) <= ry)
+                    & (ry <= np.maximum(py, qy))
+                )
 
             ai_x, ai_y, bi_x, bi_y = ax[rows, None], ay[rows, None], bx[rows, None], by[rows, None]
             aj_x, aj_y, bj_x, bj_y = ax[None, :], ay[None, :], bx[None, :], by[None, :]
@@ -78,7 +84,9 @@ def _first_crossing(points: np.ndarray) -> Optional[tuple]:
     return None
 
 
-def polygon_problem(coords: Sequence, width: float, height: float, tolerance: float = 1.0) -> Optional[str]:
+def polygon_problem(
+    coords: Sequence, width: float, height: float, tolerance: float = 1.0
+) -> Optional[str]:
     """Why a COCO polygon ``[x1, y1, x2, y2, ...]`` (pixels) is invalid, or None if it is valid.
 
     Valid: an even number (>= 6) of finite numbers, inside the image (``tolerance`` pixels of
@@ -102,7 +110,12 @@ def polygon_problem(coords: Sequence, width: float, height: float, tolerance: fl
         return "contains NaN or infinite coordinates"
     lo = points.min(axis=0)
     hi = points.max(axis=0)
-    if lo[0] < -tolerance or lo[1] < -tolerance or hi[0] > width + tolerance or hi[1] > height + tolerance:
+    if (
+        lo[0] < -tolerance
+        or lo[1] < -tolerance
+        or hi[0] > width + tolerance
+        or hi[1] > height + tolerance
+    ):
         return (
             f"extends outside the {width}x{height} image (x in [{lo[0]:g}, {hi[0]:g}], y in "
             f"[{lo[1]:g}, {hi[1]:g}]); coordinates must lie in [0, width] x [0, height]"
@@ -151,7 +164,9 @@ def rle_string_counts(counts: str) -> List[int]:
                 raise ValueError("the string ends in the middle of a run length")
             c = ord(counts[pos]) - 48
             if c < 0 or c > 63:
-                raise ValueError(f"character {counts[pos]!r} at position {pos} is not an RLE character ('0'..'o')")
+                raise ValueError(
+                    f"character {counts[pos]!r} at position {pos} is not an RLE character ('0'..'o')"
+                )
             value |= (c & 0x1F) << shift
             more = bool(c & 0x20)
             pos += 1
@@ -198,7 +213,11 @@ def rle_problem(segmentation: dict, width: int, height: int) -> Optional[str]:
     if total != h * w:
         return f"RLE run lengths sum to {total} pixels, but the mask has h*w = {h * w}"
     try:
-        rle = mask_util.frPyObjects(segmentation, h, w) if isinstance(counts, list) else dict(segmentation)
+        rle = (
+            mask_util.frPyObjects(segmentation, h, w)
+            if isinstance(counts, list)
+            else dict(segmentation)
+        )
         if isinstance(rle.get("counts"), str):
             rle["counts"] = rle["counts"].encode("ascii")
         with warnings.catch_warnings():  # pycocotools' numpy-2 "copy keyword" DeprecationWarning

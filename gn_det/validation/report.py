@@ -1,4 +1,5 @@
 """Problems found by validation, collected (not raised one at a time) into one report."""
+
 import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -70,7 +71,10 @@ class ValidationReport:
         ``max_per_kind`` caps the lines printed per (kind, dropped) group; the counts stay exact.
         """
         lines = []
-        for title, problems in (("Problems", self.errors), ("Dropped by --skip-invalid", [p for p in self.problems if p.dropped])):
+        for title, problems in (
+            ("Problems", self.errors),
+            ("Dropped by --skip-invalid", [p for p in self.problems if p.dropped]),
+        ):
             if not problems:
                 continue
             lines.append(f"{title} ({len(problems)}):")
@@ -90,7 +94,10 @@ class ValidationReport:
         for name, path in self.cleaned_datasets.items():
             lines.append(f"Dataset {name} now reads the cleaned file {path}")
         if self.ok:
-            lines.append(f"Validation passed ({len(self.checked)} checks" + (", with dropped records)" if self.problems else ")"))
+            lines.append(
+                f"Validation passed ({len(self.checked)} checks"
+                + (", with dropped records)" if self.problems else ")")
+            )
         else:
             kinds = Counter(p.kind for p in self.errors)
             lines.append(

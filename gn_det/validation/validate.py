@@ -1,4 +1,5 @@
 """``validate``: every check a run needs, before anything is built; one report of all problems."""
+
 import json
 import logging
 import os
@@ -13,7 +14,14 @@ from .coco_checks import check_coco_json
 from .config_checks import check_config, check_config_sources, default_base_cfg
 from .report import ValidationReport
 
-__all__ = ["validate", "validate_datasets", "use_cleaned_datasets", "checkpoint_to_load", "cleaned_datasets_dir", "write_cleaned_dataset"]
+__all__ = [
+    "validate",
+    "validate_datasets",
+    "use_cleaned_datasets",
+    "checkpoint_to_load",
+    "cleaned_datasets_dir",
+    "write_cleaned_dataset",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +75,13 @@ _CLEAN_CACHE_NAME = "clean_datasets.json"
 
 def _clean_key(json_file: str, image_root: str, **options) -> dict:
     stat = os.stat(json_file)
-    return {"json_file": os.path.abspath(json_file), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-            "image_root": os.path.abspath(image_root), **options}
+    return {
+        "json_file": os.path.abspath(json_file),
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "image_root": os.path.abspath(image_root),
+        **options,
+    }
 
 
 def _read_clean_cache(path: str) -> list:
@@ -135,22 +148,40 @@ def validate_datasets(
             prepare_dataset(name)
         source = _coco_source(name)
         if source is None:
-            report.checked.append(f"dataset {name}: not registered from a COCO json, records not checked here")
+            report.checked.append(
+                f"dataset {name}: not registered from a COCO json, records not checked here"
+            )
             continue
         json_file, image_root = source
-        options = dict(require_masks=bool(cfg.MODEL.MASK_ON), for_evaluation=name in cfg.DATASETS.TEST, check_images=check_images)
-        key = _clean_key(json_file, image_root, **options) if cache_path and os.path.isfile(json_file) else None
+        options = dict(
+            require_masks=bool(cfg.MODEL.MASK_ON),
+            for_evaluation=name in cfg.DATASETS.TEST,
+            check_images=check_images,
+        )
+        key = (
+            _clean_key(json_file, image_root, **options)
+            if cache_path and os.path.isfile(json_file)
+            else None
+        )
         if key is not None and key in clean_cache:
-            report.checked.append(f"dataset {name}: {json_file} unchanged since validated clean (cache {cache_path})")
+            report.checked.append(
+                f"dataset {name}: {json_file} unchanged since validated clean (cache {cache_path})"
+            )
             continue
-        result = check_coco_json(json_file, image_root, dataset_name=name, skip_invalid=skip_invalid, **options)
+        result = check_coco_json(
+            json_file, image_root, dataset_name=name, skip_invalid=skip_invalid, **options
+        )
         report.extend(result.report)
         if key is not None and not result.report.problems:
             clean_cache.append(key)
             os.makedirs(out_dir, exist_ok=True)
             with AtomicFileWriter(cache_path, "w") as f:
                 json.dump(clean_cache, f, indent=1)
-        if skip_invalid and result.data is not None and (result.dropped_image_ids or result.dropped_annotation_ids):
+        if (
+            skip_invalid
+            and result.data is not None
+            and (result.dropped_image_ids or result.dropped_annotation_ids)
+        ):
             path = write_cleaned_dataset(out_dir, name, result.data)
             report.cleaned_datasets[name] = path
             if apply_cleaned:
@@ -204,8 +235,14 @@ def validate(
     check_config(cfg, num_processes=num_processes, report=report, training=training)
     if check_datasets:
         validate_datasets(
-            cfg, training=training, skip_invalid=skip_invalid, check_images=check_images, cleaned_dir=cleaned_dir,
-            apply_cleaned=apply_cleaned, prepare_dataset=prepare_dataset, report=report,
+            cfg,
+            training=training,
+            skip_invalid=skip_invalid,
+            check_images=check_images,
+            cleaned_dir=cleaned_dir,
+            apply_cleaned=apply_cleaned,
+            prepare_dataset=prepare_dataset,
+            report=report,
         )
     target = checkpoint_to_load(cfg, resume)
     if target is not None:
