@@ -13,6 +13,23 @@ __all__ = ["polygon_problem", "rle_problem", "rle_string_counts"]
 _EDGE_PAIR_BLOCK = 1 << 20
 
 
+def _star_shaped_about_centroid(points: np.ndarray) -> bool:
+    """A sufficient test for simplicity, O(n): seen from the vertex centroid, the vertices turn
+    strictly one way, by less than pi per edge and by exactly 2 pi in total. Then every edge lies
+    in its own angular sector, sectors of non-adjacent edges are disjoint, and the polygon is
+    simple. Most annotated outlines (convex or nearly) pass; the rest get the full O(n^2) test."""
+    offsets = points - points.mean(axis=0)
+    angles = np.arctan2(offsets[:, 1], offsets[:, 0])
+    steps = np.diff(angles, append=angles[:1])
+    steps = (steps + np.pi) % (2 * np.pi) - np.pi  # each step in [-pi, pi)
+    total = float(steps.sum())
+    if steps.min() > 1e-9:
+        return abs(total - 2 * np.pi) < 1e-6
+    if steps.max() < -1e-9:
+        return abs(total + 2 * np.pi) < 1e-6
+    return False
+
+
 @functools.lru_cache(maxsize=256)
 def _non_adjacent_pairs(n: int) -> np.ndarray:
     """n x n bool mask of edge pairs (i < j) that share no vertex in an n-gon."""
@@ -129,7 +146,7 @@ def polygon_problem(
     scale = float(np.abs(points).max()) + 1.0
     if np.abs(far[0] * offsets[:, 1] - far[1] * offsets[:, 0]).max() <= 1e-9 * scale * scale:
         return "has zero area (all points on one line)"
-    crossing = _first_crossing(points)
+    crossing = None if _star_shaped_about_centroid(points) else _first_crossing(points)
     if crossing is not None:
         i, j = crossing
         n = len(points)
