@@ -10,7 +10,7 @@ from detectron2.engine import SimpleTrainer, hooks
 from detectron2.engine.launch import launch
 
 from gn_det.checkpoint import SafeDetectionCheckpointer
-from gn_det.engine.nonfinite import NonFiniteLossError, NonFiniteLossHook
+from gn_det.engine.nonfinite import NonFiniteLossError, NonFiniteLossHook, NonFiniteWeightsError
 
 
 class TwoLossModel(torch.nn.Module):
@@ -133,3 +133,69 @@ def test_all_ranks_stop_together_when_one_rank_sees_nan(tmp_path):
     assert (tmp_path / "rank1.txt").read_text() == (
         "stopped at 3: ['loss_box_reg']: Non-finite loss at iteration 3: loss_box_reg=nan"
     )
+
+
+class _HugeStepAt(hooks.HookBase):
+    def __init__(self, iteration):
+        self.iteration = iteration
+
+    def before_step(self):
+        if self.trainer.iter == self.iteration:
+            for group in self.trainer.optimizer.param_groups:
+                group["lr"] = float(
+                    "inf"
+                )  # a diverging step: finite loss, infinite weights after it
+
+
+def test_nonfinite_weights_are_not_saved_over_the_last_good_checkpoint(tmp_path):
+    model = TwoLossModel()
+    trainer = SimpleTrainer(
+        model, _loader(bad_iteration=-1), torch.optim.SGD(model.parameters(), lr=0.1)
+    )
+    checkpointer = SafeDetectionCheckpointer(model, str(tmp_path))
+    trainer.register_hooks(
+        [
+            _HugeStepAt(3),
+            NonFiniteLossHook(checkpointer),
+            hooks.PeriodicCheckpointer(checkpointer, period=2),
+        ]
+    )
+    with pytest.raises(NonFiniteWeightsError) as info:
+        trainer.train(0, 10)
+    assert info.value.iteration == 3 and "linear.weight" in info.value.tensors
+    assert (
+        "Non-finite weights after the optimizer step of iteration 3 (the losses were finite)"
+        in str(info.value)
+    )
+    # The save due after iteration 3 did not happen; model_0000001 is still the last one.
+    assert sorted(f for f in os.listdir(tmp_path) if f.endswith(".pth")) == ["model_0000001.pth"]
+    assert (tmp_path / "last_checkpoint").read_text() == "model_0000001.pth"
+    assert not torch.isfinite(model.linear.weight).all()
+
+
+class _DivergingModel(TwoLossModel):
+    """Raises Detectron2's own divergence error from inside the forward (as its RPN does)."""
+
+    def forward(self, batch):
+        if batch["box_scale"] != 1.0:
+            raise FloatingPointError(
+                "Predicted boxes or scores contain Inf/NaN. Training has diverged."
+            )
+        return super().forward(batch)
+
+
+def test_detectron2_divergence_errors_are_reported_with_the_last_good_checkpoint(tmp_path, caplog):
+    model = _DivergingModel()
+    trainer = SimpleTrainer(
+        model, _loader(bad_iteration=5), torch.optim.SGD(model.parameters(), lr=0.1)
+    )
+    checkpointer = SafeDetectionCheckpointer(model, str(tmp_path))
+    trainer.register_hooks(
+        [NonFiniteLossHook(checkpointer), hooks.PeriodicCheckpointer(checkpointer, 2)]
+    )
+    with pytest.raises(FloatingPointError, match="Training has diverged"):
+        trainer.train(0, 10)
+    assert (
+        f"Training diverged at iteration 5 (Predicted boxes or scores contain Inf/NaN. Training has "
+        f"diverged.). The last good checkpoint is kept: {tmp_path / 'model_0000003.pth'}"
+    ) in caplog.text

@@ -169,13 +169,15 @@ def validate_args(
 
 
 def validate_args_or_exit(args, **kwargs) -> ValidationReport:
-    """validate_args, then stop the program (exit status 1, the report on stderr) if it failed."""
+    """validate_args for a tool's main process, before ``launch``: prints the report when there is
+    anything to say (logging is not set up yet there), and stops the program (exit status 1,
+    the report on stderr) if the run cannot start."""
     report = validate_args(args, **kwargs)
+    text = report.format(max_per_kind=_MAX_PRINTED_PER_KIND)
     if not report.ok:
-        raise SystemExit(
-            "Input validation failed; nothing was built or trained.\n"
-            + report.format(max_per_kind=_MAX_PRINTED_PER_KIND)
-        )
+        raise SystemExit("Input validation failed; nothing was built or trained.\n" + text)
+    if report.problems:
+        print("Input validation:\n" + text, flush=True)
     return report
 
 
