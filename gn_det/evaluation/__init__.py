@@ -1,0 +1,27 @@
+"""COCO box/mask AP: the evaluator, ``ap_report.json`` + Markdown, and comparing runs."""
+from .ap_report import (
+    REPORT_FORMAT,
+    build_ap_report,
+    format_ap_report_markdown,
+    load_ap_report,
+    run_info_from_config,
+    write_ap_report,
+)
+from .coco_evaluator import SUMMARY_METRICS, COCOAPEvaluator, tasks_from_config
+from .compare import common_dataset, comparison_markdown, load_runs, plot_comparison
+
+__all__ = [
+    "REPORT_FORMAT",
+    "build_ap_report",
+    "format_ap_report_markdown",
+    "load_ap_report",
+    "run_info_from_config",
+    "write_ap_report",
+    "SUMMARY_METRICS",
+    "COCOAPEvaluator",
+    "tasks_from_config",
+    "common_dataset",
+    "comparison_markdown",
+    "load_runs",
+    "plot_comparison",
+]

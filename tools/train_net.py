@@ -1,0 +1,34 @@
+#!/usr/bin/env python3
+"""Train, resume, fine-tune or evaluate a gn_det model (Detectron2's train_net conventions).
+
+    python3 tools/train_net.py --config-file configs/Synthetic/mask_rcnn_R_18_FPN_gn_scratch.yaml
+    python3 tools/train_net.py --config-file CFG --resume                   # continue a run
+    python3 tools/train_net.py --config-file CFG --eval-only MODEL.WEIGHTS output/model_final.pth
+    python3 tools/train_net.py --config-file CFG --num-gpus 8               # one process per GPU
+    python3 tools/train_net.py --config-file CFG --dataset my_train a.json imgs/ \\
+        --dataset my_val b.json imgs/ DATASETS.TRAIN "('my_train',)" DATASETS.TEST "('my_val',)" \\
+        MODEL.WEIGHTS output/model_final.pth                                # fine-tune
+
+Without GPUs, --num-gpus N starts N CPU processes that train together over Gloo.
+"""
+import gn_det  # noqa: F401  registers gn_det's models and datasets
+from detectron2.engine import launch
+
+from gn_det.engine import argument_parser, train_net_main
+
+
+def main(args):
+    return train_net_main(args)
+
+
+if __name__ == "__main__":
+    args = argument_parser().parse_args()
+    print("Command Line Args:", args)
+    launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
