@@ -2,8 +2,9 @@
 """Check a run's inputs before spending GPU time on it: the config (unknown keys, GN groups vs
 channels, registered names, batch vs processes, dataset names), the COCO datasets it uses
 (every record and image header) and the checkpoint it would load. Reports every problem.
+Takes tools/train_net.py's arguments, so the same command line can be checked first:
 
-    python3 tools/validate.py --config-file CFG [--num-gpus 8] [--resume] [KEY VALUE ...]
+    python3 tools/validate.py --config-file CFG [--num-gpus 8] [--resume] [--dataset N J D] [KEY VALUE ...]
     python3 tools/validate.py --coco-json annotations.json images/ --checkpoint model_final.pth
 
 Exit status: 0 when the run can start, 1 when problems were found.
@@ -11,15 +12,16 @@ Exit status: 0 when the run can start, 1 when problems were found.
 
 import sys
 
-from detectron2.engine import default_argument_parser
 from detectron2.utils.logger import setup_logger
 
 import gn_det  # noqa: F401  registers gn_det's models and datasets
-from gn_det.validation.cli import add_validation_arguments, check_files, validate_args
+from gn_det.data import prepare_dataset, register_coco_dataset
+from gn_det.engine import argument_parser
+from gn_det.validation.cli import check_files, validate_args
 
 
 def parse_args(argv=None):
-    parser = add_validation_arguments(default_argument_parser(__doc__))
+    parser = argument_parser(__doc__)
     parser.add_argument(
         "--coco-json",
         nargs=2,
@@ -48,7 +50,10 @@ def main(argv=None) -> int:
     setup_logger(name="gn_det")
     ok = True
     if args.config_file or args.opts:
-        ok = validate_args(args).ok
+        report = validate_args(
+            args, register_dataset=register_coco_dataset, prepare_dataset=prepare_dataset
+        )
+        ok = report.ok
     if args.coco_json or args.checkpoint:
         report = check_files(
             args.coco_json,
