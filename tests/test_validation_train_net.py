@@ -173,3 +173,31 @@ def test_diverging_training_stops_naming_the_iteration_and_the_last_good_checkpo
     assert f"The last good checkpoint is kept: {out / tag}" in output
     saved = torch.load(out / tag, weights_only=True)["model"]
     assert all(torch.isfinite(v).all() for v in saved.values() if v.is_floating_point())
+
+
+def test_evaluate_validates_the_checkpoint_before_building_the_model(workdir):
+    weights = workdir / "model_final.pth"
+    torch.save({"model": {"w": torch.zeros(1000)}}, weights)
+    weights.write_bytes(weights.read_bytes()[:-500])
+    result = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "tools", "evaluate.py"),
+            "--weights",
+            str(weights),
+            "--config-file",
+            str(workdir / "config.yaml"),
+            "--coco-json",
+            str(workdir / "ann.json"),
+            "--image-root",
+            str(workdir / "images"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output[-3000:]
+    assert f"MODEL.WEIGHTS = {weights}" in output and "truncated" in output
+    assert "image id 2 annotation id 21" in output  # the dataset is checked in the same run
+    assert "Model:" not in output
