@@ -9,7 +9,9 @@ Same as ``tools/train_net.py --eval-only``, with the dataset given directly.
 import gn_det  # noqa: F401  registers gn_det's models and datasets
 from detectron2.engine import launch
 
+from gn_det.data import prepare_dataset, register_coco_dataset
 from gn_det.engine import evaluate_args_to_train_args, evaluate_argument_parser, train_net_main
+from gn_det.validation import validate_args_or_exit
 
 
 if __name__ == "__main__":
@@ -19,6 +21,7 @@ if __name__ == "__main__":
         args = evaluate_args_to_train_args(cli)
     except (ValueError, FileNotFoundError) as e:
         parser.error(str(e))
+    validate_args_or_exit(args, register_dataset=register_coco_dataset, prepare_dataset=prepare_dataset)
     launch(
         train_net_main,
         args.num_gpus,

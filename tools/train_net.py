@@ -14,7 +14,9 @@ Without GPUs, --num-gpus N starts N CPU processes that train together over Gloo.
 import gn_det  # noqa: F401  registers gn_det's models and datasets
 from detectron2.engine import launch
 
+from gn_det.data import prepare_dataset, register_coco_dataset
 from gn_det.engine import argument_parser, train_net_main
+from gn_det.validation import validate_args_or_exit
 
 
 def main(args):
@@ -24,6 +26,8 @@ def main(args):
 if __name__ == "__main__":
     args = argument_parser().parse_args()
     print("Command Line Args:", args)
+    # Every check that can fail before a model is built (config, datasets, checkpoint), all at once.
+    validate_args_or_exit(args, register_dataset=register_coco_dataset, prepare_dataset=prepare_dataset)
     launch(
         main,
         args.num_gpus,

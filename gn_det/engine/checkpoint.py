@@ -13,7 +13,7 @@ import os
 import re
 from typing import List, Optional, Tuple
 
-from detectron2.checkpoint import DetectionCheckpointer
+from ..checkpoint import SafeDetectionCheckpointer
 
 __all__ = ["CLASS_SPECIFIC_PATTERNS", "is_class_specific", "FineTuneCheckpointer", "CheckpointMismatchError"]
 
@@ -49,7 +49,7 @@ def _class_count(shapes: List[Tuple[str, Shape, Shape]], which: int) -> Optional
     return None
 
 
-class FineTuneCheckpointer(DetectionCheckpointer):
+class FineTuneCheckpointer(SafeDetectionCheckpointer):
     """``DetectionCheckpointer`` that loads across a change of class count.
 
     After ``load``, ``reinitialized`` lists ``(key, checkpoint shape, model shape)`` of the

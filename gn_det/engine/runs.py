@@ -9,6 +9,7 @@ import os
 from detectron2.data import MetadataCatalog
 
 from .checkpoint import FineTuneCheckpointer
+from ..validation import add_validation_arguments
 from .setup import add_dataset_arguments, setup
 from .trainer import Trainer
 
@@ -99,6 +100,7 @@ def evaluate_argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--machine-rank", type=int, default=0)
     parser.add_argument("--dist-url", default="auto")
     add_dataset_arguments(parser)
+    add_validation_arguments(parser)
     parser.add_argument("opts", nargs=argparse.REMAINDER, default=None,
                         help="config overrides: KEY VALUE pairs, as for train_net.py")
     return parser
@@ -130,5 +132,8 @@ def evaluate_args_to_train_args(args) -> argparse.Namespace:
         num_machines=args.num_machines,
         machine_rank=args.machine_rank,
         dist_url=args.dist_url,
+        skip_invalid=args.skip_invalid,
+        trust_checkpoint=args.trust_checkpoint,
+        no_image_check=args.no_image_check,
     )
 

@@ -18,6 +18,7 @@ from detectron2.utils.logger import setup_logger
 
 from ..config import add_gn_config
 from ..data import prepare_dataset, register_coco_dataset
+from ..validation import add_validation_arguments, use_cleaned_datasets
 
 __all__ = [
     "argument_parser",
@@ -50,7 +51,7 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
 
 def argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentParser:
     """Detectron2's ``default_argument_parser`` plus ``--dataset NAME JSON IMAGE_DIR``."""
-    return add_dataset_arguments(default_argument_parser(epilog))
+    return add_validation_arguments(add_dataset_arguments(default_argument_parser(epilog)))
 
 
 def register_datasets_from_args(args) -> None:
@@ -160,6 +161,8 @@ def setup(args) -> CfgNode:
     # gn_det's own log lines (class counts, datasets) go to the same stdout/log.txt as Detectron2's.
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="gn_det")
     register_datasets_from_args(args)
+    # Datasets that validation cleaned under --skip-invalid read their cleaned json (every process).
+    use_cleaned_datasets(getattr(args, "cleaned_datasets", None) or {})
     finalize_config(cfg, args)
     cfg.freeze()
     default_setup(cfg, args)

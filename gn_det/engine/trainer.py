@@ -29,7 +29,9 @@ from ..evaluation import (
     tasks_from_config,
     write_ap_report,
 )
+from ..checkpoint import RNGStateHook
 from .checkpoint import FineTuneCheckpointer
+from .nonfinite import NonFiniteLossHook
 
 __all__ = ["Trainer"]
 
@@ -59,7 +61,9 @@ class Trainer(DefaultTrainer):
         # DefaultTrainer.__init__ makes a plain DetectionCheckpointer just before calling
         # build_hooks; replace it first so the periodic checkpointer and resume use ours.
         self.checkpointer = self.build_checkpointer(self.cfg, self._trainer.model, trainer=weakref.proxy(self))
-        return super().build_hooks()
+        # First: stop at a NaN/Inf loss before its optimizer step and check the weights before
+        # each periodic save; keep the RNG states in checkpoints so --resume continues the run.
+        return [NonFiniteLossHook(), RNGStateHook()] + super().build_hooks()
 
     @classmethod
     def build_checkpointer(cls, cfg, model, **checkpointables):

@@ -1,0 +1,37 @@
+"""Validation before training: config, COCO datasets and checkpoints, all problems in one report.
+
+``validate(config_file, opts, ...)`` is the one entry; the checks are also usable one by one.
+"""
+
+from .cli import add_validation_arguments, validate_args, validate_args_or_exit
+from .checkpoint_checks import check_checkpoint, resolve_checkpoint_path
+from .coco_checks import BOX_TOLERANCE_PX, CocoCheckResult, check_coco_json, read_image_size
+from .config_checks import check_config, check_config_sources, component_channels, default_base_cfg
+from .geometry import polygon_problem, rle_problem
+from .report import Problem, ValidationError, ValidationReport
+from .validate import checkpoint_to_load, use_cleaned_datasets, validate, validate_datasets
+
+__all__ = [
+    "validate",
+    "validate_args",
+    "validate_args_or_exit",
+    "add_validation_arguments",
+    "validate_datasets",
+    "use_cleaned_datasets",
+    "checkpoint_to_load",
+    "check_checkpoint",
+    "resolve_checkpoint_path",
+    "check_coco_json",
+    "CocoCheckResult",
+    "read_image_size",
+    "BOX_TOLERANCE_PX",
+    "check_config",
+    "check_config_sources",
+    "component_channels",
+    "default_base_cfg",
+    "polygon_problem",
+    "rle_problem",
+    "Problem",
+    "ValidationError",
+    "ValidationReport",
+]

@@ -1,0 +1,201 @@
+"""Command-line side of validation: the flags tools share, and running ``validate`` from them."""
+
+import argparse
+import logging
+import os
+from typing import Callable, Optional
+
+from ..checkpoint.safe_load import TRUST_ENV_VAR
+from .checkpoint_checks import check_checkpoint
+from .coco_checks import check_coco_json
+from .config_checks import check_config, check_config_sources, default_base_cfg
+from .report import ValidationReport
+from .validate import (
+    checkpoint_to_load,
+    cleaned_datasets_dir,
+    validate_datasets,
+    write_cleaned_dataset,
+)
+
+__all__ = ["add_validation_arguments", "validate_args", "validate_args_or_exit", "REPORT_NAME"]
+
+logger = logging.getLogger(__name__)
+
+REPORT_NAME = "validation_report.json"
+# Lines per kind of problem printed to the console; the report file has all of them.
+_MAX_PRINTED_PER_KIND = 20
+
+
+def add_validation_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add ``--skip-invalid``, ``--trust-checkpoint`` and ``--no-image-check``."""
+    group = parser.add_argument_group("input validation (gn_det)")
+    group.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="drop invalid dataset records (each listed in OUTPUT_DIR/validation_report.json, "
+        "counts logged) and train on the rest, instead of stopping",
+    )
+    group.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="load checkpoints with plain pickle even if they contain more than weights; this can "
+        "run code from the file: only for files from a source you trust",
+    )
+    group.add_argument(
+        "--no-image-check",
+        action="store_true",
+        help="do not open image headers (existence, readability, size) during validation",
+    )
+    return parser
+
+
+def _num_processes(args) -> int:
+    return max(1, int(getattr(args, "num_gpus", 1) or 1)) * max(
+        1, int(getattr(args, "num_machines", 1) or 1)
+    )
+
+
+def _register_dataset_entries(
+    args, cfg, report: ValidationReport, register_dataset, skip_invalid: bool, check_images: bool
+) -> set:
+    """Register ``args.dataset`` entries ([name, json, image_dir]) with ``register_dataset``.
+
+    An entry whose registration fails (its json cannot be read as a dataset) gets the full COCO
+    check instead, so the report lists every problem in it; under --skip-invalid the cleaned json
+    is registered and ``args.dataset`` is pointed at it (the training processes register from
+    args). Returns the names checked here.
+    """
+    checked = set()
+    entries = []
+    for name, json_file, image_root in getattr(args, "dataset", None) or []:
+        entry = [name, json_file, image_root]
+        try:
+            register_dataset(name, json_file, image_root)
+        except Exception as error:  # any failure: the detailed check below says what is wrong
+            checked.add(name)
+            result = check_coco_json(
+                json_file,
+                image_root,
+                dataset_name=name,
+                skip_invalid=skip_invalid,
+                require_masks=bool(cfg.MODEL.MASK_ON),
+                for_evaluation=name in cfg.DATASETS.TEST,
+                check_images=check_images,
+            )
+            report.extend(result.report)
+            if not result.report.problems:
+                report.add(
+                    "dataset-registration",
+                    f"--dataset {name} {json_file} {image_root}",
+                    f"{type(error).__name__}: {error}",
+                )
+            elif skip_invalid and result.data is not None:
+                path = write_cleaned_dataset(cleaned_datasets_dir(cfg), name, result.data)
+                register_dataset(name, path, image_root)
+                report.checked.append(f"dataset {name}: registered from the cleaned {path}")
+                entry = [name, path, image_root]
+        entries.append(entry)
+    if getattr(args, "dataset", None) is not None:
+        args.dataset = entries
+    return checked
+
+
+def validate_args(
+    args,
+    *,
+    base_cfg: Callable = default_base_cfg,
+    register_dataset: Optional[Callable[[str, str, str], object]] = None,
+    prepare_dataset: Optional[Callable[[str], None]] = None,
+    write_report: bool = True,
+) -> ValidationReport:
+    """Validate what a tool run described by ``args`` will read, and log the report.
+
+    ``args`` has Detectron2's argument names (``config_file``, ``opts``, ``num_gpus``,
+    ``num_machines``, ``resume``, ``eval_only``), add_validation_arguments' flags and optionally
+    ``dataset`` ([name, json, image_dir] entries, registered with ``register_dataset``).
+    ``prepare_dataset(name)`` generates a dataset on disk before its json is checked.
+
+    Afterwards ``args.cleaned_datasets`` maps datasets cleaned under --skip-invalid to their
+    cleaned json (apply it in each training process with use_cleaned_datasets, after registering
+    the datasets), and --trust-checkpoint has set ``$GN_DET_TRUST_CHECKPOINT`` for launch's workers.
+    The full report goes to ``OUTPUT_DIR/validation_report.json``.
+    """
+    if getattr(args, "trust_checkpoint", False):
+        os.environ[TRUST_ENV_VAR] = "1"
+    skip_invalid = bool(getattr(args, "skip_invalid", False))
+    check_images = not getattr(args, "no_image_check", False)
+    training = not getattr(args, "eval_only", False)
+
+    report = ValidationReport()
+    cfg, _ = check_config_sources(
+        getattr(args, "config_file", None) or None,
+        list(getattr(args, "opts", None) or []),
+        base_cfg=base_cfg,
+        report=report,
+    )
+    report.cfg = cfg
+    checked = set()
+    if register_dataset is not None:
+        checked = _register_dataset_entries(
+            args, cfg, report, register_dataset, skip_invalid, check_images
+        )
+    check_config(cfg, num_processes=_num_processes(args), report=report, training=training)
+    validate_datasets(
+        cfg,
+        training=training,
+        skip_invalid=skip_invalid,
+        check_images=check_images,
+        apply_cleaned=False,
+        prepare_dataset=prepare_dataset,
+        skip_names=checked,
+        report=report,
+    )
+    target = checkpoint_to_load(cfg, bool(getattr(args, "resume", False)))
+    if target is not None:
+        check_checkpoint(target[1], where=target[0], report=report)
+    args.cleaned_datasets = dict(report.cleaned_datasets)
+
+    if write_report and cfg.OUTPUT_DIR:
+        try:
+            os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+            path = os.path.join(cfg.OUTPUT_DIR, REPORT_NAME)
+            report.write_json(path)
+            report.checked.append(f"report written to {path}")
+        except OSError as e:
+            logger.warning(f"Could not write the validation report into OUTPUT_DIR: {e}")
+    text = report.format(max_per_kind=_MAX_PRINTED_PER_KIND)
+    (logger.info if report.ok else logger.error)("Input validation:\n" + text)
+    return report
+
+
+def validate_args_or_exit(args, **kwargs) -> ValidationReport:
+    """validate_args for a tool's main process, before ``launch``: prints the report when there is
+    anything to say (logging is not set up yet there), and stops the program (exit status 1,
+    the report on stderr) if the run cannot start."""
+    report = validate_args(args, **kwargs)
+    text = report.format(max_per_kind=_MAX_PRINTED_PER_KIND)
+    if not report.ok:
+        raise SystemExit("Input validation failed; nothing was built or trained.\n" + text)
+    if report.problems:
+        print("Input validation:\n" + text, flush=True)
+    return report
+
+
+def check_files(
+    coco_jsons,
+    checkpoints,
+    *,
+    skip_invalid: bool = False,
+    check_images: bool = True,
+    trust: Optional[bool] = None,
+) -> ValidationReport:
+    """Standalone checks of COCO jsons (``(json, image_root)`` pairs) and checkpoint files."""
+    report = ValidationReport()
+    for json_file, image_root in coco_jsons or []:
+        result = check_coco_json(
+            json_file, image_root, skip_invalid=skip_invalid, check_images=check_images
+        )
+        report.extend(result.report)
+    for path in checkpoints or []:
+        check_checkpoint(path, where="--checkpoint", trust=trust, report=report)
+    return report

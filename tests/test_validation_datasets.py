@@ -1,0 +1,102 @@
+"""validate() on registered COCO datasets: failing, --skip-invalid re-registration, clean cache."""
+
+import json
+import os
+import uuid
+
+import numpy as np
+import pytest
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.datasets import register_coco_instances
+from PIL import Image
+
+from gn_det.validation import use_cleaned_datasets, validate
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    """A registered 3-image dataset whose image 2 has one bad annotation (id 21, zero width)."""
+    (tmp_path / "images").mkdir()
+    images, annotations = [], []
+    for i in (1, 2, 3):
+        Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(tmp_path / "images" / f"{i}.png")
+        images.append({"id": i, "file_name": f"{i}.png", "width": 40, "height": 30})
+        for k, w in ((1, 10), (2, 6)):
+            annotations.append(
+                {
+                    "id": 10 * i + k,
+                    "image_id": i,
+                    "category_id": 1,
+                    "iscrowd": 0,
+                    "area": 50.0,
+                    "bbox": [2, 2, w, 5],
+                    "segmentation": [[2, 2, 2 + w, 2, 2 + w, 7, 2, 7]],
+                }
+            )
+    annotations[2]["bbox"][2] = 0  # annotation 21
+    json_file = tmp_path / "train.json"
+    json_file.write_text(
+        json.dumps(
+            {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "box"}]}
+        )
+    )
+    name = f"test_shapes_{uuid.uuid4().hex[:8]}"
+    register_coco_instances(name, {}, str(json_file), str(tmp_path / "images"))
+    yield name, json_file
+    DatasetCatalog.remove(name)
+    MetadataCatalog.remove(name)
+
+
+def _opts(name, out_dir):
+    return [
+        "DATASETS.TRAIN",
+        f"('{name}',)",
+        "DATASETS.TEST",
+        "()",
+        "MODEL.MASK_ON",
+        "True",
+        "OUTPUT_DIR",
+        str(out_dir),
+    ]
+
+
+def test_invalid_record_fails_validation_naming_the_dataset_record(dataset, tmp_path):
+    name, json_file = dataset
+    report = validate(None, _opts(name, tmp_path / "out"))
+    assert not report.ok
+    [problem] = report.problems
+    assert problem.kind == "bbox" and problem.where.startswith(
+        f"{json_file} image id 2 annotation id 21"
+    )
+
+
+def test_skip_invalid_reregisters_the_dataset_without_the_bad_records(dataset, tmp_path):
+    name, _ = dataset
+    report = validate(None, _opts(name, tmp_path / "out"), skip_invalid=True)
+    assert report.ok and [p.dropped for p in report.problems] == [True]
+    cleaned = report.cleaned_datasets[name]
+    assert cleaned == str(tmp_path / "out" / "validated_datasets" / f"{name}.json")
+    assert report.dropped[name]["annotations (invalid)"] == 1
+    dicts = DatasetCatalog.get(name)  # Detectron2's loader, now reading the cleaned json
+    kept = {d["image_id"]: [a["bbox"][2] for a in d["annotations"]] for d in dicts}
+    assert kept == {1: [10, 6], 2: [6], 3: [10, 6]}  # only annotation 21 (width 0) is gone
+    assert MetadataCatalog.get(name).json_file == cleaned and MetadataCatalog.get(
+        name
+    ).thing_classes == ["box"]
+    use_cleaned_datasets(report.cleaned_datasets)  # idempotent, as each training process calls it
+    assert MetadataCatalog.get(name).json_file == cleaned
+
+
+def test_clean_dataset_is_not_rechecked_until_its_json_changes(dataset, tmp_path):
+    name, json_file = dataset
+    data = json.loads(json_file.read_text())
+    data["annotations"][2]["bbox"][2] = 6  # fix annotation 21
+    json_file.write_text(json.dumps(data))
+    first = validate(None, _opts(name, tmp_path / "out"))
+    assert first.ok and not any("unchanged since validated clean" in c for c in first.checked)
+    second = validate(None, _opts(name, tmp_path / "out"))
+    assert second.ok and any("unchanged since validated clean" in c for c in second.checked)
+    data["annotations"][2]["bbox"][2] = 0  # broken again: the json changed, so it is re-checked
+    json_file.write_text(json.dumps(data))
+    os.utime(json_file, ns=(1, 1))
+    assert not validate(None, _opts(name, tmp_path / "out")).ok
