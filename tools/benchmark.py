@@ -62,7 +62,7 @@ def main(argv=None) -> int:
             memory=False if args.no_memory else None, layers=False if args.no_layers else None,
         )
     except (ValueError, KeyError) as e:
-        print(f"benchmark: {e}", file=sys.stderr)
+        print(f"benchmark: {e.args[0] if e.args else e}", file=sys.stderr)
         return 2
     result = run_benchmark(settings, log=lambda m: print(m, file=sys.stderr, flush=True))
     output = args.output or f"output/benchmark/{args.device.replace(':', '')}{'_quick' if args.quick else ''}.json"

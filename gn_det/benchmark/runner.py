@@ -18,7 +18,7 @@ from detectron2.utils.events import EventStorage
 from .layer_bench import collect_gn_shapes, run_layer_benchmark
 from .measure import BenchmarkedModel, summarize
 from .memory_worker import run_memory_measurement
-from .variants import VARIANTS, build_variant_cfg
+from .variants import VARIANTS, build_variant_cfg, check_variant_available
 from .workload import WorkloadSpec, make_workload
 
 __all__ = ["BenchmarkSettings", "run_benchmark", "METRICS", "SCHEMA"]
@@ -88,11 +88,10 @@ class BenchmarkSettings:
         return settings
 
     def validate(self) -> None:
-        unknown = [v for v in self.variants if v not in VARIANTS]
-        if unknown or not self.variants:
-            raise ValueError(f"Unknown or no variants {list(self.variants)}; valid: {', '.join(VARIANTS)}.")
-        if len(set(self.variants)) != len(self.variants):
-            raise ValueError(f"Variants must not repeat, got {list(self.variants)}.")
+        if not self.variants or len(set(self.variants)) != len(self.variants):
+            raise ValueError(f"Need distinct variants, got {list(self.variants)}; valid: {', '.join(VARIANTS)}.")
+        for key in self.variants:
+            check_variant_available(key)
         if self.main_images_per_batch not in self.images_per_batch:
             raise ValueError(
                 f"main_images_per_batch={self.main_images_per_batch} must be one of "

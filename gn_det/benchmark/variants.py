@@ -21,7 +21,14 @@ from gn_det.config import add_gn_config
 
 from .workload import WorkloadSpec
 
-__all__ = ["Variant", "VARIANTS", "COMMON_OVERRIDES", "BASE_CONFIG", "build_variant_cfg"]
+__all__ = [
+    "Variant",
+    "VARIANTS",
+    "COMMON_OVERRIDES",
+    "BASE_CONFIG",
+    "check_variant_available",
+    "build_variant_cfg",
+]
 
 # Detectron2's Mask R-CNN R50-FPN config: the common base of all variants.
 BASE_CONFIG = "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"
@@ -121,11 +128,15 @@ VARIANTS: Dict[str, Variant] = {
 }
 
 
-def _check_registered(variant: Variant) -> None:
+def check_variant_available(key: str) -> None:
+    """Raise KeyError if ``key`` is not a variant, or if its registered names are missing."""
+    if key not in VARIANTS:
+        raise KeyError(f"Unknown benchmark variant {key!r}; valid: {', '.join(VARIANTS)}.")
+    variant = VARIANTS[key]
     missing = [
-        f"{key}={name!r}"
-        for key, name in variant.overrides
-        if key in _REGISTRIES and name not in _REGISTRIES[key]
+        f"{cfg_key}={name!r}"
+        for cfg_key, name in variant.overrides
+        if cfg_key in _REGISTRIES and name not in _REGISTRIES[cfg_key]
     ]
     if missing:
         raise KeyError(
@@ -141,10 +152,8 @@ def build_variant_cfg(key: str, spec: WorkloadSpec, device: str = "cpu") -> CfgN
     Raises KeyError for an unknown key (listing the valid ones) or when the variant's registered
     names are missing.
     """
-    if key not in VARIANTS:
-        raise KeyError(f"Unknown benchmark variant {key!r}; valid: {', '.join(VARIANTS)}.")
+    check_variant_available(key)
     variant = VARIANTS[key]
-    _check_registered(variant)
     cfg = get_cfg()
     add_gn_config(cfg)
     cfg.merge_from_file(model_zoo.get_config_file(BASE_CONFIG))
