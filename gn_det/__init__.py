@@ -9,6 +9,7 @@ require_detectron2()
 
 from .config import add_gn_config  # noqa: E402
 from . import layers  # noqa: E402,F401
+from . import modeling  # noqa: E402,F401  (registers backbones and heads)
 
 __version__ = "0.1.0"
-__all__ = ["add_gn_config", "layers", "__version__"]
+__all__ = ["add_gn_config", "layers", "modeling", "__version__"]
