@@ -73,3 +73,25 @@ def test_unknown_variant_lists_the_valid_ones():
 def test_every_variant_has_a_name_and_description():
     assert list(VARIANTS) == ["a", "b", "c", "d"]
     assert [v.name for v in VARIANTS.values()] == ["BN*", "Detectron2 GN", "gn_det GN", "gn_det GN+WS"]
+
+
+def test_variant_c_is_gn_dets_modules_with_the_same_weights_as_b():
+    b = build_model(build_variant_cfg("b", SPEC))
+    c = build_model(build_variant_cfg("c", SPEC))
+    assert type(c.roi_heads.box_head).__name__ == "GNConvFCHead"
+    assert type(c.roi_heads.mask_head).__name__ == "GNMaskRCNNConvUpsampleHead"
+    assert type(c.proposal_generator.rpn_head).__name__ == "GNRPNHead"
+    shapes_b = {k: v.shape for k, v in b.state_dict().items()}
+    shapes_c = {k: v.shape for k, v in c.state_dict().items()}
+    assert shapes_b == shapes_c
+    assert len(_norm_modules(c)) == len(_norm_modules(b))
+
+
+def test_variant_d_standardizes_exactly_the_normed_convs():
+    from gn_det.layers import WSConv2d
+
+    d = build_model(build_variant_cfg("d", SPEC))
+    ws = [m for m in d.modules() if isinstance(m, WSConv2d)]
+    normed = [m for m in d.modules() if isinstance(m, nn.Conv2d) and getattr(m, "norm", None) is not None]
+    assert ws and len(ws) == len(normed) == len(_norm_modules(d))
+    assert not isinstance(d.roi_heads.box_predictor, WSConv2d)

@@ -68,14 +68,15 @@ class BenchmarkSettings:
     def for_device(cls, device: str, quick: bool = False, **overrides) -> "BenchmarkSettings":
         """Defaults: GPU rows at Detectron2's training sizes (800x1333, 600x1000); CPU rows at
         480x800 and 320x544 so a 2-core run ends in about an hour; ``quick``: tiny images and
-        RoI counts, two repeats, memory and layer shapes reduced, a few minutes on CPU."""
+        RoI counts, two repeats, memory of the main row only, one thread (robust on a shared
+        machine: it checks the harness, not the numbers); a few minutes on CPU."""
         if quick:
             base = dict(
                 image_sizes=((128, 192), (96, 160)), images_per_batch=(1, 2), warmup=1, repeats=2,
                 instances_per_image=3, proposals_per_image=96, rois_per_image=32,
                 detections_per_image=8, layer_image_size=(128, 192), layer_images_per_batch=2,
                 layer_warmup=1, layer_repeats=2, copy_bytes=32 * 1024 ** 2, memory_rows="main",
-                quick=True,
+                threads=1, quick=True,
             )
         elif device.startswith("cuda"):
             base = dict(image_sizes=((800, 1333), (600, 1000)), warmup=3, repeats=10,
@@ -320,12 +321,23 @@ def run_benchmark(settings: BenchmarkSettings, log: Callable[[str], None] = prin
             "mask_head_inference": "runs on the fixed detections (FixedDetectionsROIHeads)",
             "optimizer": "detectron2.solver.build_optimizer: SGD momentum 0.9, weight decay 1e-4, LR 0",
         },
-        "variants": {k: {"name": VARIANTS[k].name, "description": VARIANTS[k].description,
-                         "config": VARIANTS[k].config_dict()} for k in keys},
+        "variants": {k: _variant_summary(k, specs[0], settings.device) for k in keys},
         "metrics": {m: unit for m, unit in METRICS},
         "rows": rows,
         "layers": layers,
     }
+
+
+def _variant_summary(key: str, spec: WorkloadSpec, device: str) -> Dict:
+    """Name, description, overrides, and the resolved MODEL.GN node (which GN options, e.g. a
+    fused path's switch, were in effect)."""
+    cfg = build_variant_cfg(key, spec, device)
+    return {"name": VARIANTS[key].name, "description": VARIANTS[key].description,
+            "config": VARIANTS[key].config_dict(), "gn_config": _plain(cfg.MODEL.GN)}
+
+
+def _plain(node):
+    return {k: _plain(v) for k, v in node.items()} if hasattr(node, "items") else node
 
 
 def _workload_summary(spec: WorkloadSpec) -> Dict:
