@@ -87,21 +87,23 @@ def _to_folded(local_key: str) -> str:
         return f"{layer}.{rest}"
     if position == 1:
         return f"{layer}.norm.{rest}"
-    return local_key  # an activation has no state: left for load_state_dict to report
+    # An activation has no state: keep the key unmatched so load_state_dict reports it.
+    return f"{layer}.activation.{rest}"
 
 
 def _save_unfolded_keys(module, state_dict, prefix, local_metadata):
-    # Re-insert in order; this module's keys are the last ones added to ``state_dict``.
-    own = [k for k in state_dict if k.startswith(prefix)]
-    for key in own:
-        state_dict[prefix + _to_unfolded(key[len(prefix):])] = state_dict.pop(key)
+    # Pop all, then re-insert (folded and unfolded names overlap); this module's keys are the
+    # last ones added to ``state_dict``, so re-inserting keeps the overall order.
+    own = [(k, state_dict.pop(k)) for k in list(state_dict) if k.startswith(prefix)]
+    for key, value in own:
+        state_dict[prefix + _to_unfolded(key[len(prefix):])] = value
 
 
 def _load_unfolded_keys(module, state_dict, prefix, *args):
     module._load_prefix = prefix  # for _report_unfolded_keys, which is not given the prefix
-    own = [k for k in state_dict if k.startswith(prefix)]
-    for key in own:
-        state_dict[prefix + _to_folded(key[len(prefix):])] = state_dict.pop(key)
+    own = [(k, state_dict.pop(k)) for k in list(state_dict) if k.startswith(prefix)]
+    for key, value in own:
+        state_dict[prefix + _to_folded(key[len(prefix):])] = value
 
 
 def _report_unfolded_keys(module, incompatible_keys):
