@@ -3,7 +3,7 @@
 (d) gn_det GN+WS, side by side. Prints Markdown tables and writes the JSON result.
 
     python3 tools/benchmark.py --quick                # a few minutes on CPU
-    python3 tools/benchmark.py --device cpu           # the full CPU table (about an hour on 2 cores)
+    python3 tools/benchmark.py --device cpu           # the full CPU table (about 1.5 hours on 2 cores)
     python3 tools/benchmark.py --device cuda          # the full GPU table
 """
 import argparse
@@ -30,7 +30,7 @@ def parse_args(argv=None):
                    help="tiny images and RoI counts, 2 repeats: checks the harness, not the numbers")
     p.add_argument("--variants", nargs="+", help="subset of a b c d (default: all)")
     p.add_argument("--sizes", nargs="+", type=_size,
-                   help="image sizes HxW; the first is the main one (CPU default: 480x800 320x544)")
+                   help="image sizes HxW; the first is the main one (CPU default: 384x640 256x416; GPU: 800x1333 600x1000)")
     p.add_argument("--ims", nargs="+", type=int, help="images per batch at the main size (default 1 2 4)")
     p.add_argument("--main-ims", type=int, help="images per batch of the main row (default 2)")
     p.add_argument("--warmup", type=int, help="warm-up repeats, discarded")
