@@ -25,12 +25,12 @@ def quick_run(tmp_path_factory):
     assert proc.returncode == 0, proc.stderr[-3000:]
     with open(out / "r.json") as f:
         result = json.load(f)
-    return result, (out / "r.md").read_text(), proc.stdout
+    return result, (out / "r.md").read_text(), proc.stdout, out / "r.json"
 
 
 @pytest.mark.slow
 def test_quick_json_has_every_variant_row_metric_and_ratio(quick_run):
-    result, _, _ = quick_run
+    result, *_ = quick_run
     assert result["schema"] == "gn_det.benchmark/1"
     assert result["settings"]["quick"] is True
     assert list(result["variants"]) == ["a", "b", "c", "d"]
@@ -47,6 +47,8 @@ def test_quick_json_has_every_variant_row_metric_and_ratio(quick_run):
                 assert len(res[metric]["samples"]) == result["settings"]["repeats"]
         assert set(row["ratios"]["to_a"]) == {"b", "c", "d"}
         assert set(row["ratios"]["c_to_b"]) == set(METRICS)
+        assert set(row["ratios"]["to_a_paired"]) == {"b", "c", "d"}
+        assert set(row["ratios"]["c_to_b_paired"]) == {"train_step_s", "inference_s_per_image"}
     main = rows[1]
     for key in "abcd":
         assert main["results"][key]["train_peak_memory_mib"]["median"] > 0
@@ -56,7 +58,7 @@ def test_quick_json_has_every_variant_row_metric_and_ratio(quick_run):
 
 @pytest.mark.slow
 def test_quick_json_states_the_fixed_workload(quick_run):
-    result, _, _ = quick_run
+    result, *_ = quick_run
     w = result["workload"]
     assert (w["rois_per_image"], w["positive_rois_per_image"]) == (32, 8)
     assert w["detections_per_image"] == 8 and w["mask_format"] == "polygon"
@@ -64,7 +66,7 @@ def test_quick_json_states_the_fixed_workload(quick_run):
 
 @pytest.mark.slow
 def test_quick_json_has_the_layer_section(quick_run):
-    result, _, _ = quick_run
+    result, *_ = quick_run
     layers = result["layers"]
     assert layers["copy_bandwidth_gb_per_s"] > 0
     assert layers["implementations"][0] == "torch.nn.GroupNorm"
@@ -77,10 +79,18 @@ def test_quick_json_has_the_layer_section(quick_run):
 
 @pytest.mark.slow
 def test_quick_prints_the_tables(quick_run):
-    _, markdown, stdout = quick_run
+    _, markdown, stdout, _ = quick_run
     assert markdown in stdout
     assert "| (c) gn_det GN |" in markdown and "× (a)" in markdown
     assert "### Scaling" in markdown and "### GN layers" in markdown
+
+
+@pytest.mark.slow
+def test_from_json_reprints_the_same_tables_without_measuring(quick_run):
+    _, markdown, _, path = quick_run
+    proc = _run(["--from-json", str(path)], timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout == markdown + "\n"
 
 
 def test_bad_image_size_is_refused_before_any_work():

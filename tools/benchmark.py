@@ -43,13 +43,30 @@ def parse_args(argv=None):
                    "(default 800x1333, Detectron2's training size)")
     p.add_argument("--output", help="JSON path (default output/benchmark/<device>[_quick].json)")
     p.add_argument("--markdown", help="also write the Markdown tables to this path")
+    p.add_argument("--from-json", metavar="PATH",
+                   help="measure nothing: print the tables of a saved result (ratios recomputed; "
+                        "with --output, also write the refreshed JSON)")
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     import gn_det  # noqa: F401  registers gn_det's modules
-    from gn_det.benchmark import BenchmarkSettings, format_markdown, run_benchmark, write_json
+    from gn_det.benchmark import (
+        BenchmarkSettings,
+        format_markdown,
+        read_json,
+        refresh_ratios,
+        run_benchmark,
+        write_json,
+    )
+
+    if args.from_json:
+        result = refresh_ratios(read_json(args.from_json))
+        if args.output:
+            write_json(result, args.output)
+        _emit(format_markdown(result), args.markdown)
+        return 0
 
     try:
         settings = BenchmarkSettings.for_device(
@@ -67,13 +84,16 @@ def main(argv=None) -> int:
     result = run_benchmark(settings, log=lambda m: print(m, file=sys.stderr, flush=True))
     output = args.output or f"output/benchmark/{args.device.replace(':', '')}{'_quick' if args.quick else ''}.json"
     write_json(result, output)
-    markdown = format_markdown(result)
-    if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(markdown)
-    print(markdown)
+    _emit(format_markdown(result), args.markdown)
     print(f"JSON: {output}", file=sys.stderr)
     return 0
+
+
+def _emit(markdown: str, path) -> None:
+    if path:
+        with open(path, "w") as f:
+            f.write(markdown)
+    print(markdown)
 
 
 if __name__ == "__main__":

@@ -17,13 +17,15 @@ from .layer_bench import (
 )
 from .measure import BenchmarkedModel, measure_peak_memory, summarize
 from .report import format_markdown, read_json, write_json
-from .runner import METRICS, SCHEMA, BenchmarkSettings, run_benchmark
+from .runner import METRICS, SCHEMA, BenchmarkSettings, compute_ratios, refresh_ratios, run_benchmark
 from .variants import VARIANTS, Variant, build_variant_cfg
 from .workload import Workload, WorkloadSpec, make_workload
 
 __all__ = [
     "BenchmarkSettings",
     "run_benchmark",
+    "compute_ratios",
+    "refresh_ratios",
     "format_markdown",
     "write_json",
     "read_json",

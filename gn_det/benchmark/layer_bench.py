@@ -53,27 +53,32 @@ class GNShape:
         return n
 
 
-@dataclass(frozen=True)
-class GNImplementation:
-    """A named way to build GN(C channels, G groups) and to run GN followed by ReLU."""
-
-    name: str
-    build: Callable[[int, int], nn.Module]
-    gn_relu: Callable[[nn.Module, torch.Tensor], torch.Tensor]
+def _module_gn(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return module(x)
 
 
 def _unfused_gn_relu(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return F.relu(module(x))
 
 
+@dataclass(frozen=True)
+class GNImplementation:
+    """A named way to build a GN layer (C channels, G groups; it holds the affine parameters)
+    and to run it as GN and as GN followed by ReLU (a fused op can take the module's weight,
+    bias, num_groups and eps)."""
+
+    name: str
+    build: Callable[[int, int], nn.Module]
+    gn: Callable[[nn.Module, torch.Tensor], torch.Tensor] = _module_gn
+    gn_relu: Callable[[nn.Module, torch.Tensor], torch.Tensor] = _unfused_gn_relu
+
+
 def default_implementations() -> List[GNImplementation]:
     """torch.nn.GroupNorm (the reference) and GN as gn_det's norm factory builds it."""
     return [
-        GNImplementation("torch.nn.GroupNorm", lambda c, g: nn.GroupNorm(g, c), _unfused_gn_relu),
+        GNImplementation("torch.nn.GroupNorm", lambda c, g: nn.GroupNorm(g, c)),
         GNImplementation(
-            "gn_det",
-            lambda c, g: build_norm_factory("GN", GNSettings(num_groups=g), "benchmark")(c),
-            _unfused_gn_relu,
+            "gn_det", lambda c, g: build_norm_factory("GN", GNSettings(num_groups=g), "benchmark")(c)
         ),
     ]
 
@@ -173,11 +178,11 @@ def _time_layer(shape: GNShape, impls: List[GNImplementation], device: torch.dev
             if backward:
                 x.grad = None
                 module.zero_grad(set_to_none=True)
-                y = impl.gn_relu(module, x) if with_relu else module(x)
+                y = impl.gn_relu(module, x) if with_relu else impl.gn(module, x)
                 y.backward(dy)
             else:
                 with torch.no_grad():
-                    impl.gn_relu(module, x) if with_relu else module(x)
+                    impl.gn_relu(module, x) if with_relu else impl.gn(module, x)
         return call
 
     cases = {

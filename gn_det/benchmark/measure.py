@@ -6,7 +6,7 @@ to the peak over the measured steps (weights, gradients, optimizer state, activa
 workspace): on CUDA from ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``;
 on CPU from the process's peak resident set size (``VmHWM``, reset through
 ``/proc/self/clear_refs`` where the kernel allows it). CPU allocators keep freed memory, so each
-CPU memory measurement runs in a fresh process (``memory_worker.py``).
+CPU memory measurement runs in a fresh process (``memory_worker.py``, ``memory_process.py``).
 """
 import itertools
 import statistics

@@ -71,6 +71,21 @@ def _c_to_b_line(row: Dict) -> Optional[str]:
     return "(c) gn_det GN vs (b) Detectron2 GN: " + ", ".join(parts) + "."
 
 
+def _paired_line(result: Dict, row: Dict) -> Optional[str]:
+    parts = []
+    for k, ratios in row["ratios"].get("to_a_paired", {}).items():
+        parts.append(f"({k}) train ×{_ratio(ratios.get('train_step_s'))}, "
+                     f"inference ×{_ratio(ratios.get('inference_s_per_image'))}")
+    c_to_b = row["ratios"].get("c_to_b_paired")
+    if c_to_b:
+        parts.append(f"(c)/(b) train ×{_ratio(c_to_b.get('train_step_s'))}, "
+                     f"inference ×{_ratio(c_to_b.get('inference_s_per_image'))}")
+    if not parts:
+        return None
+    return ("Same-repeat time ratios to (a) (median over repeats of the ratio within a repeat; "
+            "a drifting machine load cancels out of them): " + "; ".join(parts) + ".")
+
+
 def _main_section(result: Dict) -> List[str]:
     s, dev = result["settings"], result["device"]
     main = next(r for r in result["rows"] if r["main"])
@@ -88,9 +103,9 @@ def _main_section(result: Dict) -> List[str]:
     ]
     table_rows = [[_variant_label(result, k)] + _row_cells(result, main, k) for k in keys]
     lines += _table(["variant"] + _metric_headers(with_ratio), table_rows)
-    c_to_b = _c_to_b_line(main)
-    if c_to_b:
-        lines += ["", c_to_b]
+    for line in (_c_to_b_line(main), _paired_line(result, main)):
+        if line:
+            lines += ["", line]
     return lines
 
 

@@ -8,6 +8,7 @@ import datetime
 import gc
 import os
 import platform
+import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
@@ -21,7 +22,14 @@ from .memory_worker import run_memory_measurement
 from .variants import VARIANTS, build_variant_cfg, check_variant_available
 from .workload import WorkloadSpec, make_workload
 
-__all__ = ["BenchmarkSettings", "run_benchmark", "METRICS", "SCHEMA"]
+__all__ = [
+    "BenchmarkSettings",
+    "run_benchmark",
+    "compute_ratios",
+    "refresh_ratios",
+    "METRICS",
+    "SCHEMA",
+]
 
 SCHEMA = "gn_det.benchmark/1"
 # Metric name -> unit, in the order of the tables.
@@ -235,19 +243,42 @@ def _measure_memory(settings: BenchmarkSettings, specs: List[WorkloadSpec], log)
     return out
 
 
-def _ratios(results: Dict[str, Dict], keys: List[str]) -> Dict:
+def compute_ratios(results: Dict[str, Dict], keys: List[str]) -> Dict:
+    """Ratios of one row: ``to_a`` (each variant's median / (a)'s) and ``c_to_b``, per metric;
+    and, for the timings, ``to_a_paired`` / ``c_to_b_paired``: the median over repeats of the
+    ratio within the same repeat, which a slow drift of the machine's load cancels out of.
+    ``None`` where a value is missing."""
+
     def ratio(num: str, den: str, metric: str) -> Optional[float]:
         a, b = results[num].get(metric), results[den].get(metric)
         if not a or not b or not b["median"]:
             return None
         return a["median"] / b["median"]
 
+    def paired(num: str, den: str, metric: str) -> Optional[float]:
+        a, b = results[num].get(metric), results[den].get(metric)
+        if not a or not b or len(a["samples"]) != len(b["samples"]) or not all(b["samples"]):
+            return None
+        return statistics.median(x / y for x, y in zip(a["samples"], b["samples"]))
+
+    timing = [m for m, unit in METRICS if unit == "s"]
     out = {}
     if "a" in keys:
         out["to_a"] = {k: {m: ratio(k, "a", m) for m, _ in METRICS} for k in keys if k != "a"}
+        out["to_a_paired"] = {k: {m: paired(k, "a", m) for m in timing} for k in keys if k != "a"}
     if "b" in keys and "c" in keys:
         out["c_to_b"] = {m: ratio("c", "b", m) for m, _ in METRICS}
+        out["c_to_b_paired"] = {m: paired("c", "b", m) for m in timing}
     return out
+
+
+def refresh_ratios(result: Dict) -> Dict:
+    """Recompute every row's ratios from its results (e.g. for a JSON written by an older
+    version); returns ``result``, changed in place."""
+    keys = list(result["variants"])
+    for row in result["rows"]:
+        row["ratios"] = compute_ratios(row["results"], keys)
+    return result
 
 
 def _layer_section(settings: BenchmarkSettings, log) -> Dict:
@@ -302,7 +333,7 @@ def run_benchmark(settings: BenchmarkSettings, log: Callable[[str], None] = prin
             "images_per_batch": spec.images_per_batch,
             "main": settings.is_main(spec),
             "results": results,
-            "ratios": _ratios(results, keys),
+            "ratios": compute_ratios(results, keys),
         })
     finished = datetime.datetime.now(datetime.timezone.utc)
     return {
