@@ -20,7 +20,7 @@ COMPONENT_NORM_KEYS = {
     "MASK_HEAD": "MODEL.ROI_MASK_HEAD.NORM",
     "RETINANET_HEAD": "MODEL.RETINANET.NORM",
 }
-_OVERRIDABLE = ("NUM_GROUPS", "CHANNELS_PER_GROUP", "EPS", "WEIGHT_STD")
+_OVERRIDABLE = ("NUM_GROUPS", "CHANNELS_PER_GROUP", "EPS", "WEIGHT_STD", "FUSED")
 
 
 def add_gn_config(cfg: CN) -> CN:
@@ -42,7 +42,11 @@ def add_gn_config(cfg: CN) -> CN:
     _C.MODEL.GN.WEIGHT_STD = False
     # Added to the weight variance in WS.
     _C.MODEL.GN.WS_EPS = 1e-5
-    # Per-component overrides of the four settings above; None inherits the global value.
+    # Run each GN and its ReLU (or no activation) fused, keeping only GN's input and statistics
+    # for backward (Triton kernels on CUDA). False: the plain nn.GroupNorm reference path.
+    _C.MODEL.GN.FUSED = True
+    # Per-component overrides of NUM_GROUPS, CHANNELS_PER_GROUP, EPS, WEIGHT_STD and FUSED;
+    # None inherits the global value.
     for component in COMPONENT_NORM_KEYS:
         _C.MODEL.GN[component] = CN({key: None for key in _OVERRIDABLE})
     return cfg
@@ -70,6 +74,7 @@ def gn_settings(cfg: CN, component: str) -> GNSettings:
         eps=g.EPS,
         weight_std=g.WEIGHT_STD,
         ws_eps=g.WS_EPS,
+        fused=g.FUSED,
     )
     o = g[component]
     return base.with_overrides(
@@ -77,6 +82,7 @@ def gn_settings(cfg: CN, component: str) -> GNSettings:
         channels_per_group=o.CHANNELS_PER_GROUP,
         eps=o.EPS,
         weight_std=o.WEIGHT_STD,
+        fused=o.FUSED,
     )
 
 

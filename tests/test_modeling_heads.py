@@ -91,7 +91,7 @@ def test_retinanet_head_holds_conv_gn_relu_as_one_conv_with_detectron2_keys():
     for subnet in (ours.cls_subnet, ours.bbox_subnet):
         assert len(subnet) == 4
         for conv in subnet:
-            assert type(conv) is Conv2d and isinstance(conv.norm, GroupNorm)
+            assert isinstance(conv, Conv2d) and isinstance(conv.norm, GroupNorm)  # or its fused subclass
             assert isinstance(conv.activation, nn.ReLU) and conv.bias is not None
     assert list(ours.state_dict()) == list(theirs.state_dict())
     assert "cls_subnet.1.weight" in theirs.state_dict()  # conv 0's GN in Detectron2's layout

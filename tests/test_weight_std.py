@@ -59,6 +59,7 @@ def test_apply_conv_settings_switches_ws_on_and_off():
     def block():
         return torch.nn.Sequential(Conv2d(3, 8, 3, norm=GroupNorm(8, 4)))
 
-    assert type(apply_conv_settings(block(), GNSettings(weight_std=False))[0]) is Conv2d
-    m = apply_conv_settings(block(), GNSettings(weight_std=True, ws_eps=1e-3))
+    # fused=False: this checks WS alone (WS with the fused path: tests/test_fused_conv.py).
+    assert type(apply_conv_settings(block(), GNSettings(weight_std=False, fused=False))[0]) is Conv2d
+    m = apply_conv_settings(block(), GNSettings(weight_std=True, ws_eps=1e-3, fused=False))
     assert type(m[0]) is WSConv2d and m[0].ws_eps == 1e-3

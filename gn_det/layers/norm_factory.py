@@ -25,6 +25,9 @@ class GNSettings:
 
     ``channels_per_group`` > 0 replaces ``num_groups`` (the paper's fixed-channels ablation).
     ``weight_std`` asks the component to standardize the weights of its normed convs (GN+WS).
+    ``fused`` runs each GN and its ReLU (or no activation) as one op that keeps only GN's input
+    and statistics for backward (``gn_det.layers.group_norm_act``); ``False`` is the plain
+    ``nn.GroupNorm`` reference path.
     """
 
     num_groups: int = 32
@@ -32,6 +35,7 @@ class GNSettings:
     eps: float = 1e-5
     weight_std: bool = False
     ws_eps: float = 1e-5
+    fused: bool = True
 
     def with_overrides(self, **overrides) -> "GNSettings":
         """A copy with the non-None overrides applied (per-component config keys)."""

@@ -54,8 +54,13 @@ def convert_to_weight_std(module: nn.Module, eps: float = 1e-5) -> nn.Module:
     construct. Convs without a norm (predictors, RPN outputs) keep their plain weights, as in GN+WS.
     Returns ``module`` for chaining.
     """
+    from .fused_conv import FusedGNActConv2d, WSFusedGNActConv2d  # fused_conv imports this module
+
     for m in module.modules():
         if type(m) is Conv2d and m.norm is not None:
             m.__class__ = WSConv2d
+            m.ws_eps = eps
+        elif type(m) is FusedGNActConv2d:  # converted to fused first: keep it fused, add WS
+            m.__class__ = WSFusedGNActConv2d
             m.ws_eps = eps
     return module

@@ -1,0 +1,98 @@
+"""Detectron2 ``Conv2d(norm=GroupNorm, activation=ReLU or None)`` running the fused GN(+ReLU).
+
+``convert_to_fused_group_norm(module)`` switches the class of every such conv in a built
+component (as ``convert_to_weight_std`` does for WS): parameters, buffers and state_dict keys are
+unchanged, ``norm`` and ``activation`` stay in place (so ``repr`` and a conversion back still
+work); only the forward differs. It also makes ``module``'s forward a recompute scope, so the
+layers after a fused conv keep a recipe instead of its output.
+"""
+
+import torch
+import torch.nn.functional as F
+from detectron2.layers import Conv2d
+from torch import nn
+
+from .group_norm_act import group_norm_act
+from .recompute import install_recompute_scope
+from .weight_std import WSConv2d
+
+__all__ = [
+    "FusedGNActConv2d",
+    "WSFusedGNActConv2d",
+    "fusable_activation",
+    "convert_to_fused_group_norm",
+]
+
+_RELU_FUNCTIONS = (F.relu, F.relu_, torch.relu, torch.relu_)
+
+
+def fusable_activation(activation) -> "str | None":
+    """``"relu"`` for ReLU (``nn.ReLU``, ``F.relu``, ``F.relu_``, ``torch.relu``), ``"identity"`` for
+    none, ``None`` for any other activation (which then keeps the unfused path)."""
+    if activation is None or isinstance(activation, nn.Identity):
+        return "identity"
+    if isinstance(activation, nn.ReLU) or any(activation is f for f in _RELU_FUNCTIONS):
+        return "relu"
+    return None
+
+
+def _fusable(conv: nn.Module) -> "str | None":
+    norm = getattr(conv, "norm", None)
+    # gn_det's GroupNorm subclasses nn.GroupNorm; Detectron2's own "GN" is nn.GroupNorm too.
+    if not isinstance(norm, nn.GroupNorm) or not norm.affine:
+        return None
+    return fusable_activation(conv.activation)
+
+
+class FusedGNActConv2d(Conv2d):
+    """A Detectron2 ``Conv2d`` whose ``norm`` (GroupNorm) and ReLU/identity run fused.
+
+    Same parameters and state_dict as the ``Conv2d`` it was converted from; output equal to
+    ``activation(norm(conv(x)))`` within float32 rounding.
+    """
+
+    fused_activation = "relu"
+
+    def _conv_weight(self) -> torch.Tensor:
+        return self.weight
+
+    def forward(self, x):
+        x = F.conv2d(x, self._conv_weight(), self.bias, self.stride, self.padding, self.dilation, self.groups)
+        norm = self.norm
+        return group_norm_act(
+            x,
+            norm.weight,
+            norm.bias,
+            norm.num_groups,
+            norm.eps,
+            self.fused_activation,
+            where=getattr(norm, "component", "") or type(self).__name__,
+        )
+
+    def extra_repr(self):
+        return super().extra_repr() + f", fused={self.norm.__class__.__name__}+{self.fused_activation}"
+
+
+class WSFusedGNActConv2d(FusedGNActConv2d, WSConv2d):
+    """``FusedGNActConv2d`` with Weight Standardization (GN+WS, fused)."""
+
+    def _conv_weight(self) -> torch.Tensor:
+        return self.effective_weight()
+
+
+def convert_to_fused_group_norm(module: nn.Module) -> nn.Module:
+    """Switch every Detectron2 ``Conv2d``/``WSConv2d`` with an affine GroupNorm ``norm`` and a
+    ReLU or no activation to the fused path, in place, and make ``module`` a recompute scope.
+
+    Convs with another norm or activation are left as they are. Idempotent. Returns ``module``.
+    """
+    for m in module.modules():
+        if type(m) not in (Conv2d, WSConv2d):
+            continue
+        kind = _fusable(m)
+        if kind is None:
+            continue
+        m.__class__ = WSFusedGNActConv2d if type(m) is WSConv2d else FusedGNActConv2d
+        m.fused_activation = kind
+    install_recompute_scope(module)
+    return module

@@ -1,0 +1,184 @@
+"""The fused GroupNorm+activation op (torch backend) against nn.GroupNorm followed by ReLU."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gn_det.layers import GroupNormActFunction, group_norm_act
+
+
+def _reference(x, weight, bias, groups, activation, eps=1e-5):
+    y = F.group_norm(x, groups, weight, bias, eps)
+    return F.relu(y) if activation == "relu" else y
+
+
+def _inputs(shape, channels_last=False, dtype=torch.float32, scale=1.0, shift=0.0):
+    x = torch.randn(*shape, dtype=dtype) * scale + shift
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    c = shape[1]
+    weight = (torch.rand(c, dtype=dtype) + 0.5).requires_grad_()
+    bias = (torch.randn(c, dtype=dtype) * 0.5).requires_grad_()
+    return x.requires_grad_(), weight, bias
+
+
+def _assert_matches_reference(shape, groups, activation, channels_last=False, **tol):
+    x, weight, bias = _inputs(shape, channels_last)
+    dy = torch.randn(*shape)
+    y = group_norm_act(x, weight, bias, groups, activation=activation)
+    grads = torch.autograd.grad(y, (x, weight, bias), dy)
+    y_ref = _reference(x, weight, bias, groups, activation)
+    grads_ref = torch.autograd.grad(y_ref, (x, weight, bias), dy)
+    tol = tol or dict(atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(y, y_ref, **tol)
+    for name, g, g_ref in zip(("input", "gamma", "beta"), grads, grads_ref):
+        torch.testing.assert_close(g, g_ref, **tol, msg=lambda m: f"{name} gradient: {m}")
+    return y
+
+
+# Shapes the model produces (scaled down where only the channel/group structure matters).
+@pytest.mark.parametrize(
+    "shape,groups",
+    [
+        ((2, 64, 25, 42), 32),  # backbone stage / FPN level, batch of 2 images
+        ((300, 256, 7, 7), 32),  # box head: hundreds of RoIs at 7x7
+        ((64, 256, 14, 14), 32),  # mask head at 14x14
+        ((2, 2048, 4, 5), 32),  # res5 conv3: 64 channels per group
+        ((3, 32, 6, 6), 1),  # LN: one group
+        ((3, 32, 6, 6), 32),  # IN: one channel per group
+    ],
+)
+@pytest.mark.parametrize("activation", ["relu", "identity"])
+def test_forward_and_gradients_equal_groupnorm_then_activation(shape, groups, activation):
+    _assert_matches_reference(shape, groups, activation)
+
+
+@pytest.mark.parametrize("activation", ["relu", "identity"])
+def test_channels_last_input_gives_channels_last_output_and_same_numbers(activation):
+    y = _assert_matches_reference((4, 64, 9, 11), 32, activation, channels_last=True)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_1d_and_2d_inputs_are_normalized_like_groupnorm():
+    _assert_matches_reference((5, 16, 13), 4, "relu")  # (N, C, L)
+    _assert_matches_reference((5, 16), 4, "relu")  # (N, C): the box head's fc input has no GN
+
+
+@pytest.mark.parametrize("activation", ["relu", "identity"])
+def test_float64_gradcheck(activation):
+    x = torch.randn(2, 6, 3, 4, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(6, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda x, w, b: group_norm_act(x, w, b, 3, activation=activation), (x, weight, bias)
+    )
+
+
+def test_large_mean_does_not_lose_precision():
+    # A conv output far from zero: E[x^2]-E[x]^2 would cancel; torch's kernel and ours do not.
+    x, weight, bias = _inputs((2, 32, 8, 8), shift=300.0, scale=0.5)
+    ref = _reference(x.double(), weight.double(), bias.double(), 8, "identity").float()
+    torch.testing.assert_close(
+        group_norm_act(x, weight, bias, 8, activation="identity"), ref, atol=2e-4, rtol=1e-4
+    )
+
+
+def test_saves_only_the_input_the_affine_and_per_group_statistics():
+    x, weight, bias = _inputs((4, 32, 10, 10))
+    saved = []
+
+    def pack(t):
+        saved.append(tuple(t.shape))
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        y = group_norm_act(x, weight, bias, 8, activation="relu")
+    assert y.grad_fn.name().startswith("GroupNormActFunction")
+    assert sorted(saved) == sorted([(4, 32, 10, 10), (32,), (32,), (4, 8), (4, 8)])
+
+
+def test_the_unfused_reference_keeps_a_second_full_tensor():
+    # What the fused op removes: GN then ReLU keeps GN's input and ReLU's output.
+    x, weight, bias = _inputs((4, 32, 10, 10))
+    full = []
+
+    def pack(t):
+        if t.shape == x.shape:
+            full.append(t)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        _reference(x, weight, bias, 8, "relu")
+    assert len({t.data_ptr() for t in full}) == 2
+
+
+def test_zero_rois_give_an_empty_output_and_zero_affine_gradients():
+    x, weight, bias = _inputs((0, 256, 7, 7))
+    y = group_norm_act(x, weight, bias, 32, activation="relu")
+    assert y.shape == (0, 256, 7, 7)
+    y.sum().backward()
+    assert x.grad.shape == (0, 256, 7, 7)
+    torch.testing.assert_close(weight.grad, torch.zeros(256))
+    torch.testing.assert_close(bias.grad, torch.zeros(256))
+
+
+def test_inference_builds_no_graph_and_attaches_no_recipe():
+    x, weight, bias = _inputs((2, 16, 5, 5))
+    with torch.no_grad():
+        y = group_norm_act(x, weight, bias, 4, activation="relu")
+    assert y.grad_fn is None
+    assert not hasattr(y, "_gn_det_group_norm_act")
+    torch.testing.assert_close(y, _reference(x, weight, bias, 4, "relu").detach())
+
+
+def test_without_affine_it_is_plain_group_normalization():
+    x = torch.randn(2, 8, 4, 4, requires_grad=True)
+    y = group_norm_act(x, None, None, 2, activation="identity")
+    torch.testing.assert_close(y, F.group_norm(x, 2))
+    y.sum().backward()
+    assert x.grad is not None
+
+
+def test_low_precision_input_keeps_its_dtype_with_float32_statistics():
+    x = torch.randn(2, 16, 6, 6)
+    weight, bias = torch.rand(16) + 0.5, torch.randn(16)
+    y = group_norm_act(x.bfloat16(), weight, bias, 4, activation="relu")
+    assert y.dtype == torch.bfloat16
+    torch.testing.assert_close(
+        y.float(), _reference(x.bfloat16().float(), weight, bias, 4, "relu"), atol=2e-2, rtol=2e-2
+    )
+
+
+def test_double_backward_is_refused_with_a_clear_error():
+    x, weight, bias = _inputs((2, 8, 3, 3))
+    (gx,) = torch.autograd.grad(group_norm_act(x, weight, bias, 2).square().sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="double backward|once_differentiable|differentiable"):
+        gx.sum().backward()
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(num_groups=5), r"num_groups=5 does not divide the input's 16 channels"),
+        (dict(activation="gelu"), r"activation='gelu'; valid: relu, identity"),
+        (dict(backend="cuda"), r"backend='cuda'; valid: auto, torch, triton"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs, match):
+    args = dict(num_groups=4, activation="relu", backend="auto")
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        group_norm_act(
+            torch.randn(2, 16, 3, 3), torch.ones(16), torch.zeros(16), where="MODEL.FPN.NORM", **args
+        )
+
+
+def test_wrong_affine_shape_names_the_layer():
+    with pytest.raises(ValueError, match=r"in MODEL\.FPN\.NORM: weight has shape \(8,\), expected \(16,\)"):
+        group_norm_act(torch.randn(2, 16, 3, 3), torch.ones(8), torch.zeros(16), 4, where="MODEL.FPN.NORM")
+
+
+def test_function_is_the_autograd_node():
+    x, weight, bias = _inputs((2, 8, 3, 3))
+    y = group_norm_act(x, weight, bias, 2)
+    assert type(y.grad_fn).__name__ == GroupNormActFunction.__name__ + "Backward"
