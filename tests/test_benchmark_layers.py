@@ -9,7 +9,6 @@ from gn_det.benchmark import (
     build_variant_cfg,
     collect_gn_shapes,
     make_workload,
-    measure_copy_bandwidth,
     run_layer_benchmark,
 )
 
@@ -55,25 +54,20 @@ def test_calls_count_every_gn_layer_once_per_pass(shapes):
     assert all(s.num_groups == 32 for s in shapes)
 
 
-def test_copy_bandwidth_is_positive_and_finite():
-    bw = measure_copy_bandwidth(torch.device("cpu"), 8 * 1024 ** 2, repeats=2)
-    assert 1e8 < bw < 1e13
-
-
-def test_layer_benchmark_reports_times_bandwidth_and_ratios():
-    shape = GNShape((4, 64, 8, 8), 32, ("test",), 3)
-    out = run_layer_benchmark([shape], torch.device("cpu"), warmup=0, repeats=2,
-                              copy_bytes=8 * 1024 ** 2, log=lambda m: None)
-    assert out["implementations"] == ["torch.nn.GroupNorm", "gn_det"]
-    row = out["shapes"][0]
-    assert row["shape"] == [4, 64, 8, 8] and row["calls_per_step"] == 3
-    for impl in out["implementations"]:
-        for case in ("gn_fwd", "gn_fwd_bwd", "gn_relu_fwd", "gn_relu_fwd_bwd"):
-            r = row["results"][impl][case]
-            assert 0 < r["min_s"] <= r["median_s"] <= r["max_s"]
-            traffic = (5 if case.endswith("bwd") else 2) * 4 * 64 * 8 * 8 * 4
-            assert r["gb_per_s"] == pytest.approx(traffic / r["median_s"] / 1e9)
-    assert row["results"]["torch.nn.GroupNorm"]["gn_fwd"]["ratio_to_reference"] == 1.0
+def test_layer_benchmark_adds_calls_fractions_and_totals():
+    shapes = [GNShape((4, 64, 8, 8), 32, ("res2 (train)",), 3), GNShape((2, 32, 4, 4), 8, ("x",), 2)]
+    out = run_layer_benchmark(shapes, torch.device("cpu"), repeats=2, log=lambda m: None)
+    assert out["function"] == "gn_det.layers.bench_group_norm.benchmark_group_norm"
+    first = out["shapes"][0]
+    assert first["shape"] == [4, 64, 8, 8] and first["groups"] == 32
+    assert first["where"] == ["res2 (train)"] and first["calls_per_step"] == 3
+    for phase in ("infer", "train"):
+        fused = first[f"fused_{phase}_fraction_of_copy"]
+        assert fused == pytest.approx(first[f"fused_{phase}_gbps"] / first["copy_gbps"])
+        assert first[f"torch_{phase}_fraction_of_copy"] == pytest.approx(
+            fused * first[f"fused_{phase}_ms"] / first[f"torch_{phase}_ms"])
+    assert out["totals_ms"]["fused_train_ms"] == pytest.approx(
+        3 * first["fused_train_ms"] + 2 * out["shapes"][1]["fused_train_ms"])
 
 
 def test_shape_collection_needs_a_gn_model():

@@ -68,13 +68,16 @@ def test_quick_json_states_the_fixed_workload(quick_run):
 def test_quick_json_has_the_layer_section(quick_run):
     result, *_ = quick_run
     layers = result["layers"]
-    assert layers["copy_bandwidth_gb_per_s"] > 0
-    assert layers["implementations"][0] == "torch.nn.GroupNorm"
+    assert layers["function"] == "gn_det.layers.bench_group_norm.benchmark_group_norm"
     wheres = {w for s in layers["shapes"] for w in s["where"]}
     assert {"res2 (train)", "fpn (train)", "box_head (train)", "mask_head (inference)"} <= wheres
     for shape in layers["shapes"]:
-        for impl in layers["implementations"]:
-            assert shape["results"][impl]["gn_relu_fwd_bwd"]["fraction_of_copy_bandwidth"] > 0
+        assert shape["copy_gbps"] > 0 and shape["calls_per_step"] >= 1
+        for key in ("torch_train_ms", "fused_train_ms", "fused_train_fraction_of_copy",
+                    "torch_infer_fraction_of_copy"):
+            assert shape[key] > 0
+    assert set(layers["totals_ms"]) == {"torch_infer_ms", "fused_infer_ms", "torch_train_ms",
+                                        "fused_train_ms"}
 
 
 @pytest.mark.slow
@@ -82,7 +85,7 @@ def test_quick_prints_the_tables(quick_run):
     _, markdown, stdout, _ = quick_run
     assert markdown in stdout
     assert "| (c) gn_det GN |" in markdown and "× (a)" in markdown
-    assert "### Scaling" in markdown and "### GN layers" in markdown
+    assert "### Scaling" in markdown and "### GN+ReLU layers" in markdown
 
 
 @pytest.mark.slow

@@ -7,14 +7,7 @@ is the command line. Importing this package registers ``FixedProposalsRPN`` and
 ``FixedDetectionsROIHeads`` (benchmark-only stand-ins that fix the RoI workload).
 """
 from .fixed_workload import FixedDetectionsROIHeads, FixedProposalsRPN, set_fixed_workload
-from .layer_bench import (
-    GNImplementation,
-    GNShape,
-    collect_gn_shapes,
-    default_implementations,
-    measure_copy_bandwidth,
-    run_layer_benchmark,
-)
+from .layer_bench import GNShape, collect_gn_shapes, run_layer_benchmark
 from .measure import BenchmarkedModel, measure_peak_memory, summarize
 from .report import format_markdown, read_json, write_json
 from .runner import METRICS, SCHEMA, BenchmarkSettings, compute_ratios, refresh_ratios, run_benchmark
@@ -44,9 +37,6 @@ __all__ = [
     "measure_peak_memory",
     "summarize",
     "GNShape",
-    "GNImplementation",
-    "default_implementations",
     "collect_gn_shapes",
-    "measure_copy_bandwidth",
     "run_layer_benchmark",
 ]

@@ -11,7 +11,7 @@ CPU memory measurement runs in a fresh process (``memory_worker.py``, ``memory_p
 import itertools
 import statistics
 import time
-from typing import Dict, List, Sequence
+from typing import Dict, Sequence
 
 import torch
 from detectron2.engine import SimpleTrainer

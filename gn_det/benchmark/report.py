@@ -129,63 +129,45 @@ def _scaling_section(result: Dict) -> List[str]:
     return lines
 
 
-def _layer_table(layers: Dict, phase: str) -> List[str]:
-    ref = layers["reference"]
-    others = [n for n in layers["implementations"] if n != ref]
-    headers = ["shape (N, C, H, W)", "G", "where", "calls"]
-    for op in ("gn", "gn_relu"):
-        label = "GN" if op == "gn" else "GN+ReLU"
-        headers.append(f"{ref} {label} ms")
-        for name in others:
-            headers += [f"{name} {label} ms", f"× {ref}"]
-        headers.append(f"{label} of copy BW ({', '.join([ref] + others)})")
-    rows = []
-    totals = {(n, op): 0.0 for n in layers["implementations"] for op in ("gn", "gn_relu")}
-    for shape in layers["shapes"]:
-        cells = [str(tuple(shape["shape"])), str(shape["num_groups"]), ", ".join(shape["where"]),
-                 str(shape["calls_per_step"])]
-        for op in ("gn", "gn_relu"):
-            case = f"{op}_{phase}"
-            res = shape["results"]
-            cells.append(f"{res[ref][case]['median_s'] * 1e3:.2f}")
-            for name in others:
-                cells += [f"{res[name][case]['median_s'] * 1e3:.2f}",
-                          f"{res[name][case]['ratio_to_reference']:.2f}"]
-            cells.append(" / ".join(f"{res[n][case]['fraction_of_copy_bandwidth']:.2f}"
-                                    for n in [ref] + others))
-            for n in layers["implementations"]:
-                totals[(n, op)] += res[n][case]["median_s"] * shape["calls_per_step"]
-        rows.append(cells)
-    lines = _table(headers, rows)
-    lines += ["", "Sum over the recorded calls (one training forward + one inference batch), ms: "
-              + "; ".join(f"{n} {'GN' if op == 'gn' else 'GN+ReLU'} {t * 1e3:.1f}"
-                          for (n, op), t in totals.items()) + "."]
-    return lines
-
-
 def _layer_section(result: Dict) -> List[str]:
     layers = result.get("layers")
     if not layers:
         return []
     src = layers["shapes_from"]
+    settings = result["settings"]
+    headers = ["shape (N, C, H, W)", "G", "where", "calls"]
+    for phase, label in (("infer", "forward"), ("train", "forward+backward")):
+        headers += [f"torch {label} ms", f"fused {label} ms", "× torch",
+                    f"{label} of copy BW (torch / fused)"]
+    rows = []
+    for r in layers["shapes"]:
+        cells = [str(tuple(r["shape"])), str(r["groups"]), ", ".join(r["where"]), str(r["calls_per_step"])]
+        for phase in ("infer", "train"):
+            cells += [f"{r[f'torch_{phase}_ms']:.2f}", f"{r[f'fused_{phase}_ms']:.2f}",
+                      f"{r[f'fused_{phase}_ms'] / r[f'torch_{phase}_ms']:.2f}",
+                      f"{r[f'torch_{phase}_fraction_of_copy']:.2f} / "
+                      f"{r[f'fused_{phase}_fraction_of_copy']:.2f}"]
+        rows.append(cells)
+    t = layers["totals_ms"]
     lines = [
-        "### GN layers on R50-FPN Mask R-CNN's shapes",
+        "### GN+ReLU layers on R50-FPN Mask R-CNN's shapes",
         "",
         f"Shapes recorded from variant ({src['variant']}) at {src['image_size'][0]}x"
         f"{src['image_size'][1]}, {src['images_per_batch']} images per batch (train: "
-        f"{result['settings']['rois_per_image']} RoIs/image at 7x7, positives at 14x14; inference: "
-        f"{result['settings']['proposals_per_image']} proposals, "
-        f"{result['settings']['detections_per_image']} detections per image). {layers['dtype']} on "
-        f"{layers['device']}; copy bandwidth {layers['copy_bandwidth_gb_per_s']:.1f} GB/s. Medians of "
-        f"{layers['repeats']} repeats. Bandwidth fraction = compulsory traffic "
-        "(forward 2x, forward+backward 5x the tensor) / time / copy bandwidth.",
-        "",
-        "Forward + backward:",
+        f"{settings['rois_per_image']} RoIs/image at 7x7, positives at 14x14; inference: "
+        f"{settings['proposals_per_image']} proposals, {settings['detections_per_image']} "
+        f"detections per image), timed by `{layers['function']}`: {layers['reference']} against "
+        f"{layers['candidate']}, {layers['dtype']} on {layers['device']}, medians of "
+        f"{layers['repeats']}. \"× torch\" = fused time / torch time. Bandwidth: the fused op's "
+        "traffic floor in bytes (the same bytes for torch), over the time, as a fraction of the "
+        "copy bandwidth measured on the same tensor size.",
         "",
     ]
-    lines += _layer_table(layers, "fwd_bwd")
-    lines += ["", "Forward only (inference):", ""]
-    lines += _layer_table(layers, "fwd")
+    lines += _table(headers, rows)
+    lines += ["", f"Sum of time x calls over the recorded calls (one training forward + one "
+              f"inference batch): forward {t['torch_infer_ms']:.1f} ms torch, "
+              f"{t['fused_infer_ms']:.1f} ms fused; forward+backward {t['torch_train_ms']:.1f} ms "
+              f"torch, {t['fused_train_ms']:.1f} ms fused."]
     return lines
 
 

@@ -67,9 +67,7 @@ class BenchmarkSettings:
     layers: bool = True
     layer_image_size: Tuple[int, int] = (800, 1333)
     layer_images_per_batch: int = 2
-    layer_warmup: int = 1
     layer_repeats: int = 5
-    copy_bytes: int = 256 * 1024 ** 2
     quick: bool = False
 
     @classmethod
@@ -84,12 +82,11 @@ class BenchmarkSettings:
                 image_sizes=((128, 192), (96, 160)), images_per_batch=(1, 2), warmup=1, repeats=2,
                 instances_per_image=3, proposals_per_image=96, rois_per_image=32,
                 detections_per_image=8, layer_image_size=(128, 192), layer_images_per_batch=2,
-                layer_warmup=1, layer_repeats=2, copy_bytes=32 * 1024 ** 2, memory_rows="main",
+                layer_repeats=2, memory_rows="main",
                 threads=1, quick=True,
             )
         elif device.startswith("cuda"):
-            base = dict(image_sizes=((800, 1333), (600, 1000)), warmup=3, repeats=10,
-                        copy_bytes=1024 ** 3)
+            base = dict(image_sizes=((800, 1333), (600, 1000)), warmup=3, repeats=10)
         else:
             base = {}
         base.update({k: v for k, v in overrides.items() if v is not None})
@@ -295,8 +292,7 @@ def _layer_section(settings: BenchmarkSettings, log) -> Dict:
         bench.close()
         del bench
         gc.collect()
-    section = run_layer_benchmark(shapes, torch.device(settings.device), settings.layer_warmup,
-                                  settings.layer_repeats, settings.copy_bytes, log=log)
+    section = run_layer_benchmark(shapes, torch.device(settings.device), settings.layer_repeats, log=log)
     section["shapes_from"] = {"variant": gn_keys[0], "image_size": [spec.height, spec.width],
                               "images_per_batch": spec.images_per_batch}
     return section
