@@ -185,3 +185,16 @@ def test_bad_resnet_config_fails_naming_the_key(resnets, key):
 def test_res5_roi_head_rejects_basic_block_resnets():
     with pytest.raises(ValueError, match="MODEL.RESNETS.DEPTH >= 50"):
         GNRes5ROIHeads._build_res5_block(_resnet_cfg(34))
+
+
+def test_zero_init_residual_leaves_frozen_bn_gammas_alone():
+    # A FrozenBN gamma never learns; zeroing it would disable every residual branch for good.
+    from detectron2.layers import FrozenBatchNorm2d
+
+    from gn_det.modeling.resnet import GNBottleneckBlock
+
+    block = GNBottleneckBlock(64, 256, bottleneck_channels=64, norm="FrozenBN", zero_init_residual=True)
+    assert isinstance(block.conv3.norm, FrozenBatchNorm2d)
+    assert torch.equal(block.conv3.norm.weight, torch.ones(256))
+    gn_block = GNBottleneckBlock(64, 256, bottleneck_channels=64, norm="GN", zero_init_residual=True)
+    assert torch.equal(gn_block.conv3.norm.weight.detach(), torch.zeros(256))

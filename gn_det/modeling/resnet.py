@@ -44,9 +44,13 @@ def _relu_as_activation(*convs: Conv2d) -> None:
 
 
 def _zero_init_norm_weight(conv: Conv2d) -> None:
-    """Zero the gamma of ``conv``'s norm so the residual branch starts as zero (Goyal et al. 2017)."""
+    """Zero the gamma of ``conv``'s norm so the residual branch starts as zero (Goyal et al. 2017).
+
+    Only a trainable gamma (a Parameter): FrozenBN's weight is a buffer that never learns, so
+    zeroing it would switch the residual branch off for good.
+    """
     weight = getattr(conv.norm, "weight", None)
-    if weight is not None:
+    if isinstance(weight, nn.Parameter):
         nn.init.zeros_(weight)
 
 
