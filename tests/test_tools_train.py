@@ -156,7 +156,7 @@ def test_fine_tune_with_another_class_count_reinitializes_only_class_layers(data
 
 def test_checkpoint_of_another_architecture_is_refused_with_the_layers(data, trained, tmp_path):
     opts = tiny_opts(tmp_path, max_iter=1) + ["MODEL.WEIGHTS", str(trained / "model_final.pth"),
-                                              "MODEL.FPN.OUT_CHANNELS", "64"]
+                                              "MODEL.FPN.OUT_CHANNELS", "128"]  # the base has 64
     trainer = Trainer(setup(train_args(_datasets(data, "tiny_train", "tiny_val"), opts)))
     with pytest.raises(CheckpointMismatchError, match=r"backbone\.fpn_lateral2\.weight"):
         trainer.resume_or_load(resume=False)
