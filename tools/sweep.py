@@ -5,7 +5,7 @@
     python3 tools/sweep.py --output-dir output/sweep --plot-only    # re-render table and plot
 
 Rerunning a command resumes it: finished cells are kept, interrupted ones continue from their last
-checkpoint. See docs/README_sweep.md.
+checkpoint. See README.md ("The norm x images-per-GPU sweep").
 """
 
 import sys
