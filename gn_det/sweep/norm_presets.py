@@ -221,7 +221,7 @@ def apply_norm_preset(cfg: CfgNode, preset, num_processes: int = 1, where: str =
                 f"Norm preset {preset.name!r} sets MODEL.GN.WEIGHT_STD/CHANNELS_PER_GROUP, which only "
                 f"gn_det's registered components read, but the config{origin} uses "
                 f"{', '.join(not_ours)}. Use build_gn_resnet_fpn_backbone, GNConvFCHead and "
-                "GNMaskRCNNConvUpsampleHead (see README.md, "Models")."
+                "GNMaskRCNNConvUpsampleHead (see README.md, 'Models')."
             )
     out = cfg.clone()
     out.defrost()
