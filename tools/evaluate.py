@@ -7,11 +7,13 @@
 Same as ``tools/train_net.py --eval-only``, with the dataset given directly.
 """
 import gn_det  # noqa: F401  registers gn_det's models and datasets
-from detectron2.engine import launch
 
-from gn_det.data import prepare_dataset, register_coco_dataset
-from gn_det.engine import evaluate_args_to_train_args, evaluate_argument_parser, train_net_main
-from gn_det.validation import validate_args_or_exit
+from gn_det.engine import (
+    evaluate_args_to_train_args,
+    evaluate_argument_parser,
+    train_net_main,
+    validate_and_launch,
+)
 
 
 if __name__ == "__main__":
@@ -21,12 +23,4 @@ if __name__ == "__main__":
         args = evaluate_args_to_train_args(cli)
     except (ValueError, FileNotFoundError) as e:
         parser.error(str(e))
-    validate_args_or_exit(args, register_dataset=register_coco_dataset, prepare_dataset=prepare_dataset)
-    launch(
-        train_net_main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    validate_and_launch(train_net_main, args)

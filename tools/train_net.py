@@ -12,11 +12,8 @@
 Without GPUs, --num-gpus N starts N CPU processes that train together over Gloo.
 """
 import gn_det  # noqa: F401  registers gn_det's models and datasets
-from detectron2.engine import launch
 
-from gn_det.data import prepare_dataset, register_coco_dataset
-from gn_det.engine import argument_parser, train_net_main
-from gn_det.validation import validate_args_or_exit
+from gn_det.engine import argument_parser, train_net_main, validate_and_launch
 
 
 def main(args):
@@ -26,13 +23,6 @@ def main(args):
 if __name__ == "__main__":
     args = argument_parser().parse_args()
     print("Command Line Args:", args)
-    # Every check that can fail before a model is built (config, datasets, checkpoint), all at once.
-    validate_args_or_exit(args, register_dataset=register_coco_dataset, prepare_dataset=prepare_dataset)
-    launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    # Every check that can fail before a model is built (config, datasets, checkpoint), all at
+    # once, then Detectron2's launch (one process per GPU, or --num-gpus CPU processes on Gloo).
+    validate_and_launch(main, args)

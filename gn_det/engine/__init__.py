@@ -16,8 +16,10 @@ from .setup import (
     argument_parser,
     build_config,
     finalize_config,
+    launch_from_args,
     register_datasets_from_args,
     setup,
+    validate_and_launch,
 )
 from .trainer import Trainer
 from .visualize import CheckedPredictor, visualize_predictions
@@ -35,8 +37,10 @@ __all__ = [
     "argument_parser",
     "build_config",
     "finalize_config",
+    "launch_from_args",
     "register_datasets_from_args",
     "setup",
+    "validate_and_launch",
     "Trainer",
     "CheckedPredictor",
     "visualize_predictions",

@@ -12,17 +12,19 @@ from typing import List, Optional
 
 from detectron2.config import CfgNode, get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.engine import default_argument_parser, default_setup
+from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from ..config import add_gn_config
 from ..data import prepare_dataset, register_coco_dataset
-from ..validation import add_validation_arguments, use_cleaned_datasets
+from ..validation import add_validation_arguments, use_cleaned_datasets, validate_args_or_exit
 
 __all__ = [
     "argument_parser",
     "add_dataset_arguments",
+    "launch_from_args",
+    "validate_and_launch",
     "register_datasets_from_args",
     "build_config",
     "finalize_config",
@@ -36,15 +38,19 @@ logger = logging.getLogger(__name__)
 NUM_CLASSES_KEYS = ("MODEL.ROI_HEADS.NUM_CLASSES", "MODEL.RETINANET.NUM_CLASSES")
 
 
-def add_dataset_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+def add_dataset_arguments(
+    parser: argparse.ArgumentParser,
+    help: str = "register a COCO-format dataset under NAME (repeatable); then use NAME in "
+    "DATASETS.TRAIN / DATASETS.TEST. MODEL.ROI_HEADS.NUM_CLASSES is taken from its json.",
+) -> argparse.ArgumentParser:
+    """``--dataset NAME JSON IMAGE_DIR`` (repeatable), read by ``register_datasets_from_args``."""
     parser.add_argument(
         "--dataset",
         nargs=3,
         action="append",
         default=[],
         metavar=("NAME", "JSON", "IMAGE_DIR"),
-        help="register a COCO-format dataset under NAME (repeatable); then use NAME in "
-        "DATASETS.TRAIN / DATASETS.TEST. MODEL.ROI_HEADS.NUM_CLASSES is taken from its json.",
+        help=help,
     )
     return parser
 
@@ -52,6 +58,27 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
 def argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentParser:
     """Detectron2's ``default_argument_parser`` plus ``--dataset NAME JSON IMAGE_DIR``."""
     return add_validation_arguments(add_dataset_arguments(default_argument_parser(epilog)))
+
+
+def launch_from_args(main_fn, args: argparse.Namespace):
+    """Detectron2's ``launch`` driven by its own command-line arguments (``--num-gpus``,
+    ``--num-machines``, ``--machine-rank``, ``--dist-url``): ``main_fn(args)`` in every process."""
+    return launch(
+        main_fn,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
+
+
+def validate_and_launch(main_fn, args: argparse.Namespace):
+    """What a tool's ``__main__`` does: every check that can fail before a model is built
+    (config, datasets, checkpoint; exits with the whole report if the run cannot start), then
+    ``launch_from_args``."""
+    validate_args_or_exit(args, register_dataset=register_coco_dataset, prepare_dataset=prepare_dataset)
+    return launch_from_args(main_fn, args)
 
 
 def register_datasets_from_args(args) -> None:

@@ -15,7 +15,7 @@ import json
 import os
 import time
 
-from detectron2.engine import HookBase, launch
+from detectron2.engine import HookBase
 from detectron2.utils import comm
 
 __all__ = ["TRAIN_TIME_NAME", "TrainTimeHook", "sweep_trainer_cls", "train_cell", "load_train_time", "main"]
@@ -87,17 +87,9 @@ def train_cell(args):
 def main(argv=None):
     import gn_det  # noqa: F401  registers models and datasets in this process
 
-    from ..engine import argument_parser
+    from ..engine import argument_parser, launch_from_args
 
-    args = argument_parser().parse_args(argv)
-    launch(
-        train_cell,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    launch_from_args(train_cell, argument_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

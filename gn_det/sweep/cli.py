@@ -10,6 +10,7 @@ from typing import Dict, List, Optional
 from detectron2.config import get_cfg
 
 from ..config import add_gn_config
+from ..engine.setup import add_dataset_arguments
 from .norm_presets import PRESET_NAMES, parse_norm_presets
 from .plan import plan_sweep
 from .results import write_sweep_outputs
@@ -92,14 +93,7 @@ def sweep_argument_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="sweep directory: runs/<norm>_<N>img_seed<S>/, sweep.json, sweep.md, sweep.png",
     )
-    parser.add_argument(
-        "--dataset",
-        nargs=3,
-        action="append",
-        default=[],
-        metavar=("NAME", "JSON", "IMAGE_DIR"),
-        help="register a COCO-format dataset under NAME in every cell (repeatable)",
-    )
+    add_dataset_arguments(parser, help="register a COCO-format dataset under NAME in every cell (repeatable)")
     parser.add_argument(
         "--train-dataset",
         default="",
