@@ -3,7 +3,7 @@
 (d) gn_det GN+WS, side by side. Prints Markdown tables and writes the JSON result.
 
     python3 tools/benchmark.py --quick                # a few minutes on CPU
-    python3 tools/benchmark.py --device cpu           # the full CPU table (about 1.5 hours on 2 cores)
+    python3 tools/benchmark.py --device cpu           # the full CPU table (about 45 minutes at --threads 1)
     python3 tools/benchmark.py --device cuda          # the full GPU table
 """
 import argparse

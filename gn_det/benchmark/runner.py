@@ -74,7 +74,7 @@ class BenchmarkSettings:
     def for_device(cls, device: str, quick: bool = False, **overrides) -> "BenchmarkSettings":
         """Defaults: GPU rows at Detectron2's training sizes (800x1333, 600x1000); CPU rows at
         384x640 and 256x416 (COCO's aspect ratio; the RoI heads, which do not depend on the image
-        size, dominate there) so a 2-core run ends in about 1.5 hours; ``quick``: tiny images and
+        size, dominate there) so a one-thread run ends in about 45 minutes; ``quick``: tiny images and
         RoI counts, two repeats, memory of the main row only, one thread (robust on a shared
         machine: it checks the harness, not the numbers); a few minutes on CPU."""
         if quick:
