@@ -9,7 +9,14 @@ from detectron2.config import CfgNode as CN
 
 from .layers.norm_factory import GNSettings, build_norm_factory
 
-__all__ = ["add_gn_config", "COMPONENT_NORM_KEYS", "gn_settings", "component_norm"]
+__all__ = [
+    "add_gn_config",
+    "COMPONENT_NORM_KEYS",
+    "gn_settings",
+    "component_norm",
+    "config_value",
+    "set_config_value",
+]
 
 # Component (the name of its override node under MODEL.GN) -> the config key naming its norm.
 COMPONENT_NORM_KEYS = {
@@ -52,11 +59,22 @@ def add_gn_config(cfg: CN) -> CN:
     return cfg
 
 
-def _lookup(cfg: CN, dotted: str):
+def config_value(cfg: CN, dotted: str):
+    """The value of the config key ``dotted`` (e.g. ``"MODEL.RESNETS.NORM"``)."""
     node = cfg
     for part in dotted.split("."):
         node = node[part]
     return node
+
+
+def set_config_value(cfg: CN, dotted: str, value, what: str = "Config key") -> None:
+    """Set the existing config key ``dotted``; a KeyError names it if the config has no such key
+    (``what`` says whose key it was, for the message)."""
+    *parents, leaf = dotted.split(".")
+    node = config_value(cfg, ".".join(parents)) if parents else cfg
+    if leaf not in node:
+        raise KeyError(f"{what} {dotted} is not a key of this Detectron2/gn_det config.")
+    node[leaf] = value
 
 
 def gn_settings(cfg: CN, component: str) -> GNSettings:
@@ -91,5 +109,5 @@ def component_norm(cfg: CN, component: str):
     Detectron2's modules; ``settings.weight_std`` says whether to standardize the normed convs."""
     settings = gn_settings(cfg, component)
     key = COMPONENT_NORM_KEYS[component]
-    norm = build_norm_factory(_lookup(cfg, key), settings, component=key)
+    norm = build_norm_factory(config_value(cfg, key), settings, component=key)
     return norm, settings

@@ -17,7 +17,7 @@ from detectron2.modeling import (
 )
 from detectron2.modeling.proposal_generator.rpn import RPN_HEAD_REGISTRY
 
-from gn_det.config import add_gn_config
+from gn_det.config import add_gn_config, set_config_value
 
 from .workload import WorkloadSpec
 
@@ -168,16 +168,6 @@ def build_variant_cfg(key: str, spec: WorkloadSpec, device: str = "cpu") -> CfgN
         ("SOLVER.IMS_PER_BATCH", spec.images_per_batch),
     )
     for dotted, value in COMMON_OVERRIDES + variant.overrides + workload_keys:
-        _set(cfg, dotted, value)
+        set_config_value(cfg, dotted, value, what="Benchmark override")
     cfg.freeze()
     return cfg
-
-
-def _set(cfg: CfgNode, dotted: str, value) -> None:
-    *parents, leaf = dotted.split(".")
-    node = cfg
-    for part in parents:
-        node = node[part]
-    if leaf not in node:
-        raise KeyError(f"Benchmark override {dotted} is not a key of this Detectron2/gn_det config.")
-    node[leaf] = value

@@ -26,6 +26,8 @@ from typing import Iterable, List
 
 from detectron2.config import CfgNode
 
+from ..config import set_config_value
+
 __all__ = [
     "NormPreset",
     "PRESET_NAMES",
@@ -138,21 +140,6 @@ def parse_norm_presets(names: Iterable[str]) -> List[NormPreset]:
     return presets
 
 
-def _get(cfg: CfgNode, dotted: str):
-    node = cfg
-    for part in dotted.split("."):
-        node = node[part]
-    return node
-
-
-def _set(cfg: CfgNode, dotted: str, value) -> None:
-    *parents, leaf = dotted.split(".")
-    node = cfg
-    for part in parents:
-        node = node[part]
-    node[leaf] = value
-
-
 def normalized_component_keys(cfg: CfgNode) -> List[str]:
     """The norm keys a preset sets in ``cfg``'s model: backbone, FPN, box and mask heads for an
     R-CNN (the mask head only with ``MASK_ON``), backbone, FPN and head for RetinaNet; the RPN
@@ -228,9 +215,9 @@ def apply_norm_preset(cfg: CfgNode, preset, num_processes: int = 1, where: str =
     for key in normalized_component_keys(out):
         if preset.is_frozen_bn:
             # BN*: the backbone's ImageNet BN as a fixed affine; FPN and heads without norm.
-            _set(out, key, "FrozenBN" if key == _BACKBONE_KEY else "")
+            set_config_value(out, key, "FrozenBN" if key == _BACKBONE_KEY else "")
         else:
-            _set(out, key, preset.norm)
+            set_config_value(out, key, preset.norm)
     if preset.is_frozen_bn and out.MODEL.RESNETS.get("ZERO_INIT_RESIDUAL", False):
         # A zeroed gamma that is frozen stays zero unless weights overwrite it: from scratch every
         # residual branch would be cut off for good. Pretrained weights replace it anyway.

@@ -16,7 +16,7 @@ import yaml
 from detectron2.config import CfgNode, get_cfg
 from detectron2.data import DatasetCatalog
 
-from ..config import COMPONENT_NORM_KEYS, add_gn_config, gn_settings
+from ..config import COMPONENT_NORM_KEYS, add_gn_config, config_value, gn_settings
 from ..layers import NORM_NAMES, resolve_num_groups
 from .report import ValidationReport
 
@@ -468,18 +468,11 @@ def _divisors(n: int) -> List[int]:
     return [d for d in range(1, n + 1) if n % d == 0] if n > 0 else []
 
 
-def _lookup(cfg: CfgNode, dotted: str):
-    node = cfg
-    for part in dotted.split("."):
-        node = node[part]
-    return node
-
-
 def _check_groups(cfg: CfgNode, report: ValidationReport, owners: Dict[str, bool]) -> None:
     channels = component_channels(cfg)
     for component, layers in channels.items():
         norm_key = COMPONENT_NORM_KEYS[component]
-        norm = _lookup(cfg, norm_key)
+        norm = config_value(cfg, norm_key)
         gn_det_built = owners.get(component, False)
         if component == "RPN_HEAD" and not gn_det_built:
             continue  # Detectron2's StandardRPNHead has no norm; only gn_det's reads MODEL.RPN.NORM
