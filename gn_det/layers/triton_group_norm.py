@@ -63,6 +63,23 @@ def _stats_partial_kernel(
 
 
 @triton.jit
+def _partial_slots(
+    start, n, g, g_mask, C, channels_per_group, HW, hw_per_split, num_splits, BLOCK_P: tl.constexpr
+):
+    # Partials BLOCK_P at a time, from ``start``: for each group in ``g``, the index of each
+    # (chunk, channel) partial, whether it exists, and its pixel count (0 where it does not).
+    total = num_splits * channels_per_group
+    i = start + tl.arange(0, BLOCK_P)
+    split = i // channels_per_group
+    valid = g_mask[:, None] & (i < total)[None, :]
+    idx = (n * num_splits + split)[None, :] * C + g[:, None] * channels_per_group
+    idx += (i % channels_per_group)[None, :]
+    p_count = tl.minimum(hw_per_split, HW - split * hw_per_split)[None, :]
+    p_count = tl.where(valid, p_count, 0).to(tl.float32)
+    return idx, valid, p_count
+
+
+@triton.jit
 def _stats_finalize_kernel(
     PMEAN, PM2, MEAN, RSTD,
     C, G, channels_per_group, HW, hw_per_split, num_splits, inv_group_size, eps,
@@ -76,24 +93,16 @@ def _stats_finalize_kernel(
     total = num_splits * channels_per_group
     acc = tl.zeros([BLOCK_G, BLOCK_P], dtype=tl.float32)
     for start in range(0, total, BLOCK_P):
-        i = start + tl.arange(0, BLOCK_P)
-        split = i // channels_per_group
-        valid = g_mask[:, None] & (i < total)[None, :]
-        idx = (n * num_splits + split)[None, :] * C + g[:, None] * channels_per_group
-        idx += (i % channels_per_group)[None, :]
-        p_count = tl.minimum(hw_per_split, HW - split * hw_per_split)[None, :]
-        p_count = tl.where(valid, p_count, 0).to(tl.float32)
+        idx, valid, p_count = _partial_slots(
+            start, n, g, g_mask, C, channels_per_group, HW, hw_per_split, num_splits, BLOCK_P
+        )
         acc += p_count * tl.load(PMEAN + idx, mask=valid, other=0.0)
     mean = tl.sum(acc, axis=1) * inv_group_size
     acc = tl.zeros([BLOCK_G, BLOCK_P], dtype=tl.float32)
     for start in range(0, total, BLOCK_P):
-        i = start + tl.arange(0, BLOCK_P)
-        split = i // channels_per_group
-        valid = g_mask[:, None] & (i < total)[None, :]
-        idx = (n * num_splits + split)[None, :] * C + g[:, None] * channels_per_group
-        idx += (i % channels_per_group)[None, :]
-        p_count = tl.minimum(hw_per_split, HW - split * hw_per_split)[None, :]
-        p_count = tl.where(valid, p_count, 0).to(tl.float32)
+        idx, valid, p_count = _partial_slots(
+            start, n, g, g_mask, C, channels_per_group, HW, hw_per_split, num_splits, BLOCK_P
+        )
         d = tl.where(valid, tl.load(PMEAN + idx, mask=valid, other=0.0) - mean[:, None], 0.0)
         acc += tl.load(PM2 + idx, mask=valid, other=0.0) + p_count * d * d
     var = tl.maximum(tl.sum(acc, axis=1) * inv_group_size, 0.0)
