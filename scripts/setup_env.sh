@@ -41,11 +41,28 @@ fi
 say "checking torch/torchvision ops and detectron2"
 $PY "$REPO/gn_det/environment.py"
 
+# gn_det's C++ CPU kernels (gn_det/csrc) are built by the editable install: rebuild when a source
+# is newer than the built library, unless there is no C++ compiler to build them with.
+kernels_current() {
+  local so
+  so="$(ls "$REPO"/gn_det/_C*.so 2>/dev/null | head -n 1)"
+  if [ -z "$so" ]; then
+    ! command -v "${CXX:-c++}" >/dev/null 2>&1
+  else
+    [ -z "$(find "$REPO/gn_det/csrc" -newer "$so" -type f)" ]
+  fi
+}
+
 if (cd /tmp && $PY -c "import gn_det, os, sys; sys.exit(os.path.dirname(os.path.dirname(gn_det.__file__)) != sys.argv[1])" "$REPO" 2>/dev/null) \
-   && $PY -c "import pytest, pycocotools, cv2, fvcore" 2>/dev/null; then
+   && $PY -c "import pytest, pycocotools, cv2, fvcore" 2>/dev/null && kernels_current; then
   say "gn_det already installed (editable) from $REPO"
 else
   say "installing gn_det (editable) with its test extras"
   (cd "$REPO" && $PY -m pip install --quiet --no-build-isolation -e ".[test]")
+fi
+if (cd /tmp && $PY -c "import sys; from gn_det.layers import cpu_kernels_available; sys.exit(not cpu_kernels_available())" 2>/dev/null); then
+  say "fused GroupNorm CPU kernels: built (gn_det._C)"
+else
+  say "fused GroupNorm CPU kernels: not built (no C++ compiler?); the fused op runs on PyTorch's kernels"
 fi
 say "done"

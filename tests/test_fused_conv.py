@@ -141,7 +141,9 @@ def test_detectron2_box_head_trains_the_same_fused(num_rois):
         grads.append([p.grad for p in head.parameters()])
     torch.testing.assert_close(outs[1], outs[0], atol=1e-5, rtol=1e-4)
     for g_fused, g_ref in zip(grads[1], grads[0]):
-        torch.testing.assert_close(g_fused, g_ref, atol=1e-5, rtol=1e-4)
+        # float32 rounding relative to each gradient's scale (sums over hundreds of RoIs).
+        scale = max(1.0, g_ref.abs().max().item()) if g_ref.numel() else 1.0
+        torch.testing.assert_close(g_fused, g_ref, atol=1e-5 * scale, rtol=1e-4)
 
 
 def test_detectron2_mask_head_in_eval_mode_matches():

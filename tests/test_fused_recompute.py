@@ -33,14 +33,20 @@ def _grads(model, x):
     return out, x.grad, {n: p.grad.clone() for n, p in model.named_parameters()}
 
 
-def _assert_same_training_step(ref, fused, x, **tol):
+def _close(actual, expected, exact=False, msg=None):
+    # float32 rounding relative to the tensor's scale: a conv's weight gradient sums many terms,
+    # and the fused kernels round their statistics differently from nn.GroupNorm's.
+    atol, rtol = (0, 0) if exact else (1e-5 * max(1.0, expected.abs().max().item()), 1e-4)
+    torch.testing.assert_close(actual, expected, atol=atol, rtol=rtol, msg=msg)
+
+
+def _assert_same_training_step(ref, fused, x, exact=False):
     out_ref, gx_ref, g_ref = _grads(ref, x)
     out, gx, g = _grads(fused, x)
-    tol = tol or dict(atol=1e-5, rtol=1e-4)
-    torch.testing.assert_close(out, out_ref, **tol)
-    torch.testing.assert_close(gx, gx_ref, **tol)
+    _close(out, out_ref, exact)
+    _close(gx, gx_ref, exact)
     for name in g_ref:
-        torch.testing.assert_close(g[name], g_ref[name], **tol, msg=lambda m: f"{name}: {m}")
+        _close(g[name], g_ref[name], exact, msg=lambda m: f"{name}: {m}")
 
 
 def _packed_kinds(fn):
@@ -79,11 +85,14 @@ def test_next_conv_saves_a_recipe_and_its_weight_gradient_is_unchanged():
     assert len(recipes) == 1 and recipes[0].view is None  # conv 2's input: conv 1's fused output
 
 
-def test_on_cpu_the_fused_training_step_is_bit_identical():
+def test_with_the_torch_backend_the_fused_training_step_is_bit_identical():
     # The torch backend runs the same kernels as nn.GroupNorm, and its recompute reproduces the
     # forward output exactly, so nothing differs, not even rounding.
     ref, fused = _pair(lambda: nn.Sequential(_gn_relu_conv(), _gn_relu_conv(), nn.MaxPool2d(2)))
-    _assert_same_training_step(ref, fused, torch.randn(2, 16, 8, 8), atol=0, rtol=0)
+    for m in fused.modules():
+        if hasattr(m, "fused_backend"):
+            m.fused_backend = "torch"
+    _assert_same_training_step(ref, fused, torch.randn(2, 16, 8, 8), exact=True)
 
 
 def test_views_of_the_output_are_recomputed_as_views():

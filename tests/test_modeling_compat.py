@@ -9,6 +9,7 @@ from modeling_helpers import (
     MASK_RCNN_FPN_GN_YAML,
     RETINANET_YAML,
     narrow,
+    pin_fused_backend,
     synthetic_batch,
     use_gn_det_names,
     zoo_cfg,
@@ -35,7 +36,8 @@ def _model_pair(yaml, make_small):
     gn_cfg = use_gn_det_names(d2_cfg.clone())
     assert gn_cfg.MODEL.GN.NUM_GROUPS == 32 and gn_cfg.MODEL.GN.EPS == 1e-5
     assert not gn_cfg.MODEL.GN.WEIGHT_STD
-    return build_model(d2_cfg), build_model(gn_cfg)
+    # Same kernels as Detectron2's GN, so the comparison is number for number (architecture).
+    return build_model(d2_cfg), pin_fused_backend(build_model(gn_cfg))
 
 
 def _perturb(model, seed):

@@ -154,10 +154,12 @@ def test_float64_is_refused_with_a_pointer_to_the_torch_backend(kernels):
 
 
 def test_fused_conv_uses_triton_for_cuda_tensors_only(kernels):
-    # On CPU the automatic choice is torch's kernels; the Triton path is opt-in or CUDA.
+    # On CPU the automatic choice is gn_det's CPU kernels (torch's for other layouts/dtypes);
+    # the Triton path is opt-in or CUDA.
     from gn_det.layers.group_norm_act import _select_backend
 
-    assert _select_backend(torch.randn(1), "auto").name == "torch"
+    assert _select_backend(torch.randn(2, 4), "auto").name == "cpu"
+    assert _select_backend(torch.randn(2, 4).bfloat16(), "auto").name == "torch"
     assert _select_backend(torch.randn(1), "triton").name == "triton"
     model = nn.Sequential(Conv2d(4, 8, 1, norm=GroupNorm(8, 2), activation=F.relu))
     assert model(torch.randn(1, 4, 2, 2)).shape == (1, 8, 2, 2)

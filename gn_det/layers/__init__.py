@@ -2,7 +2,7 @@
 GroupNorm+ReLU path with its memory-saving recompute scopes."""
 from .conv_settings import apply_conv_settings
 from .fused_conv import FusedGNActConv2d, WSFusedGNActConv2d, convert_to_fused_group_norm
-from .group_norm_act import GroupNormActFunction, group_norm_act
+from .group_norm_act import GroupNormActFunction, cpu_kernels_available, group_norm_act
 from .recompute import install_recompute_scope, recompute_scope
 from .group_norm import GroupNorm, resolve_num_groups
 from .norm_factory import NORM_NAMES, GNSettings, NormFactory, build_norm_factory
@@ -14,6 +14,7 @@ __all__ = [
     "WSFusedGNActConv2d",
     "convert_to_fused_group_norm",
     "GroupNormActFunction",
+    "cpu_kernels_available",
     "group_norm_act",
     "install_recompute_scope",
     "recompute_scope",

@@ -52,6 +52,8 @@ class FusedGNActConv2d(Conv2d):
     """
 
     fused_activation = "relu"
+    # group_norm_act's backend; "auto" picks per input (a test or benchmark may pin "torch").
+    fused_backend = "auto"
 
     def _conv_weight(self) -> torch.Tensor:
         return self.weight
@@ -66,6 +68,7 @@ class FusedGNActConv2d(Conv2d):
             norm.num_groups,
             norm.eps,
             self.fused_activation,
+            self.fused_backend,
             where=getattr(norm, "component", "") or type(self).__name__,
         )
 

@@ -8,8 +8,10 @@ needs elementwise. Its output carries a ``GroupNormActState`` so that, inside a 
 linear layer) stores that small recipe instead of the tensor.
 
 Backends: CUDA tensors use the Triton kernels of ``triton_group_norm`` when triton imports;
-everything else uses PyTorch's own group-norm kernels (``native_group_norm`` and its backward),
-which are the fastest plain torch ops for this on CPU.
+contiguous float32/float64 CPU tensors use gn_det's C++ kernels (``gn_det/csrc``, built by
+``pip install``) when they are built; everything else (channels-last, half precision, or no
+built kernels) uses PyTorch's own group-norm kernels (``native_group_norm`` and its backward),
+which stay the reference.
 """
 
 import functools
@@ -24,11 +26,12 @@ __all__ = [
     "GroupNormActFunction",
     "GroupNormActState",
     "group_norm_act",
+    "cpu_kernels_available",
     "triton_available",
 ]
 
 ACTIVATIONS = ("relu", "identity")
-BACKENDS = ("auto", "torch", "triton")
+BACKENDS = ("auto", "torch", "cpu", "triton")
 
 # Attribute of a fused output tensor that holds its recompute recipe (a GroupNormActState).
 RECIPE_ATTR = "_gn_det_group_norm_act"
@@ -43,6 +46,16 @@ def triton_available() -> bool:
     except Exception:  # ImportError, or a broken triton install without a driver
         return False
     return True
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_kernels_available() -> bool:
+    """Whether gn_det's C++ CPU kernels (the ``gn_det._C`` extension) are built and load."""
+    try:
+        import gn_det._C  # noqa: F401  registers torch.ops.gn_det.*
+    except ImportError:
+        return False
+    return hasattr(torch.ops.gn_det, "group_norm_act_forward")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -127,9 +140,68 @@ class _TorchBackend:
 _TORCH_BACKEND = _TorchBackend()
 
 
+# ---------------------------------------------------------------------------------------------
+# CPU backend: gn_det's C++ kernels (gn_det/csrc/group_norm_act_cpu.cpp). Each (sample, group)
+# block is normalized while it is in cache, ReLU is folded into the normalize pass, and backward
+# recomputes ReLU's mask from x and writes dx over the recomputed output it was handed.
+# ---------------------------------------------------------------------------------------------
+_CPU_DTYPES = (torch.float32, torch.float64)
+
+
+class _CpuKernelBackend:
+    name = "cpu"
+    # The output recomputed for the next layer's backward is free once that backward has run:
+    # dx is written over it instead of into a new tensor.
+    caches_output = True
+
+    @staticmethod
+    def supports(x: torch.Tensor) -> bool:
+        return x.device.type == "cpu" and x.dtype in _CPU_DTYPES and x.is_contiguous()
+
+    def forward(self, x, weight, bias, num_groups, eps, relu):
+        return torch.ops.gn_det.group_norm_act_forward(
+            x, weight.to(x.dtype), bias.to(x.dtype), num_groups, eps, relu
+        )
+
+    def recompute(self, x, weight, bias, mean, rstd, num_groups, eps, relu):
+        # The forward's own normalize code on the saved statistics: bit-identical output.
+        return torch.ops.gn_det.group_norm_act_apply(x, weight.to(x.dtype), bias.to(x.dtype), mean, rstd, relu)
+
+    def backward(self, dy, x, weight, bias, mean, rstd, num_groups, eps, relu, output, needs):
+        if output is not None and not (output.dtype == x.dtype and output.is_contiguous()):
+            output = None
+        dx, dw, db = torch.ops.gn_det.group_norm_act_backward(
+            dy.to(x.dtype), x, weight.to(x.dtype), bias.to(x.dtype), mean, rstd, relu, output, list(needs)
+        )
+        return (
+            dx if needs[0] else None,
+            dw.to(weight.dtype) if needs[1] else None,
+            db.to(bias.dtype) if needs[2] else None,
+        )
+
+
+_CPU_BACKEND = _CpuKernelBackend()
+
+
 def _select_backend(x: torch.Tensor, backend: str):
     if backend not in BACKENDS:
         raise ValueError(f"group_norm_act: backend={backend!r}; valid: {', '.join(BACKENDS)}.")
+    if backend == "auto" and x.device.type == "cpu":
+        return _CPU_BACKEND if _CPU_BACKEND.supports(x) and cpu_kernels_available() else _TORCH_BACKEND
+    if backend == "cpu":
+        if not cpu_kernels_available():
+            raise RuntimeError(
+                "group_norm_act: backend='cpu' was asked for but gn_det's CPU kernels are not built "
+                "(gn_det._C does not import): reinstall gn_det with `pip install --no-build-isolation "
+                "-e .` where a C++ compiler is available, or use backend='torch'."
+            )
+        if not _CPU_BACKEND.supports(x):
+            raise TypeError(
+                "group_norm_act: backend='cpu' takes contiguous float32/float64 CPU tensors, got a "
+                f"{x.dtype} tensor on {x.device} (contiguous: {x.is_contiguous()}); "
+                "use backend='auto' or 'torch' for other inputs."
+            )
+        return _CPU_BACKEND
     if backend == "torch" or (backend == "auto" and not (x.is_cuda and triton_available())):
         return _TORCH_BACKEND
     if not triton_available():
@@ -290,8 +362,9 @@ def group_norm_act(
         weight, bias: (C,) affine, or None (then 1 and 0).
         num_groups: G, a divisor of C.
         activation: ``"relu"`` or ``"identity"``.
-        backend: ``"auto"`` (Triton for CUDA tensors when triton imports, else torch),
-            ``"torch"`` or ``"triton"``.
+        backend: ``"auto"`` (Triton for CUDA tensors when triton imports; gn_det's CPU kernels
+            for contiguous float32/float64 CPU tensors when built; else torch), ``"torch"``,
+            ``"cpu"`` or ``"triton"``.
         where: a layer name for error messages.
 
     Returns:
