@@ -8,14 +8,9 @@ from typing import Callable, Optional
 from ..checkpoint.safe_load import TRUST_ENV_VAR
 from .checkpoint_checks import check_checkpoint
 from .coco_checks import check_coco_json
-from .config_checks import check_config, check_config_sources, default_base_cfg
+from .config_checks import check_config_sources, default_base_cfg
 from .report import ValidationReport
-from .validate import (
-    checkpoint_to_load,
-    cleaned_datasets_dir,
-    validate_datasets,
-    write_cleaned_dataset,
-)
+from .validate import check_run, cleaned_datasets_dir, write_cleaned_dataset
 
 __all__ = ["add_validation_arguments", "validate_args", "validate_args_or_exit", "REPORT_NAME"]
 
@@ -139,20 +134,18 @@ def validate_args(
         checked = _register_dataset_entries(
             args, cfg, report, register_dataset, skip_invalid, check_images
         )
-    check_config(cfg, num_processes=_num_processes(args), report=report, training=training)
-    validate_datasets(
+    check_run(
         cfg,
-        training=training,
+        report,
+        num_processes=_num_processes(args),
+        resume=bool(getattr(args, "resume", False)),
+        eval_only=not training,
         skip_invalid=skip_invalid,
         check_images=check_images,
         apply_cleaned=False,
         prepare_dataset=prepare_dataset,
         skip_names=checked,
-        report=report,
     )
-    target = checkpoint_to_load(cfg, bool(getattr(args, "resume", False)))
-    if target is not None:
-        check_checkpoint(target[1], where=target[0], report=report)
     args.cleaned_datasets = dict(report.cleaned_datasets)
 
     if write_report and cfg.OUTPUT_DIR:

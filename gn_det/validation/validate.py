@@ -16,6 +16,7 @@ from .report import ValidationReport
 
 __all__ = [
     "validate",
+    "check_run",
     "validate_datasets",
     "use_cleaned_datasets",
     "checkpoint_to_load",
@@ -231,6 +232,41 @@ def validate(
     if cfg is None:
         cfg, _ = check_config_sources(config_file, opts, base_cfg=base_cfg, report=report)
     report.cfg = cfg
+    return check_run(
+        cfg,
+        report,
+        num_processes=num_processes,
+        resume=resume,
+        eval_only=eval_only,
+        skip_invalid=skip_invalid,
+        trust_checkpoint=trust_checkpoint,
+        check_datasets=check_datasets,
+        check_images=check_images,
+        cleaned_dir=cleaned_dir,
+        apply_cleaned=apply_cleaned,
+        prepare_dataset=prepare_dataset,
+    )
+
+
+def check_run(
+    cfg: Optional[CfgNode],
+    report: ValidationReport,
+    *,
+    num_processes: int = 1,
+    resume: bool = False,
+    eval_only: bool = False,
+    skip_invalid: bool = False,
+    trust_checkpoint: Optional[bool] = None,
+    check_datasets: bool = True,
+    check_images: bool = True,
+    cleaned_dir: Optional[str] = None,
+    apply_cleaned: bool = True,
+    prepare_dataset: Optional[Callable[[str], None]] = None,
+    skip_names: Sequence[str] = (),
+) -> ValidationReport:
+    """The checks after the config is merged (``cfg`` None when it could not be), into
+    ``report``: config values, every dataset the run reads (except ``skip_names``, already
+    checked by the caller) and the checkpoint it loads. Arguments as in ``validate``."""
     training = not eval_only
     check_config(cfg, num_processes=num_processes, report=report, training=training)
     if check_datasets:
@@ -242,6 +278,7 @@ def validate(
             cleaned_dir=cleaned_dir,
             apply_cleaned=apply_cleaned,
             prepare_dataset=prepare_dataset,
+            skip_names=skip_names,
             report=report,
         )
     target = checkpoint_to_load(cfg, resume)
