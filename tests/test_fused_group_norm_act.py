@@ -147,6 +147,16 @@ def test_without_affine_it_is_plain_group_normalization():
     assert x.grad is not None
 
 
+@pytest.mark.parametrize("backend", ["torch", "cpu"])
+def test_a_nan_input_stays_nan_through_the_relu(backend):
+    # A diverging model must stay visible to the non-finite checks: ReLU keeps NaN.
+    x = torch.randn(2, 8, 4, 4)
+    x[0, 0, 1, 1] = float("nan")
+    y = group_norm_act(x, torch.ones(8), torch.zeros(8), 2, activation="relu", backend=backend)
+    assert torch.isnan(y[0, :4]).all()  # the NaN's whole group
+    assert not torch.isnan(y[0, 4:]).any() and not torch.isnan(y[1]).any()
+
+
 def test_low_precision_input_keeps_its_dtype_with_float32_statistics():
     x = torch.randn(2, 16, 6, 6)
     weight, bias = torch.rand(16) + 0.5, torch.randn(16)

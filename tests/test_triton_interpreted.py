@@ -148,6 +148,15 @@ def test_next_conv_weight_gradient_through_the_recompute_scope(kernels):
         torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
 
 
+def test_a_nan_input_stays_nan_through_the_relu(kernels):
+    # tl.maximum would drop NaN on GPU (the interpreter's numpy keeps it either way).
+    x = torch.randn(2, 8, 4, 4)
+    x[0, 0, 1, 1] = float("nan")
+    y = group_norm_act(x, torch.ones(8), torch.zeros(8), 2, activation="relu", backend="triton")
+    assert torch.isnan(y[0, :4]).all()
+    assert not torch.isnan(y[0, 4:]).any() and not torch.isnan(y[1]).any()
+
+
 def test_float64_is_refused_with_a_pointer_to_the_torch_backend(kernels):
     with pytest.raises(TypeError, match="float64 runs on the torch backend"):
         group_norm_act(torch.randn(2, 4, 3, 3, dtype=torch.float64), None, None, 2, backend="triton")

@@ -58,7 +58,7 @@ GN_DET_INLINE void affine_act(const T* x, T* y, int64_t n, T a, T b, bool relu) 
 #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
       const T v = x[i] * a + b;
-      y[i] = v > T(0) ? v : T(0);
+      y[i] = v <= T(0) ? T(0) : v;  // keeps NaN, as torch.relu does
     }
   } else {
 #pragma omp simd

@@ -139,7 +139,9 @@ def _normalize_act_kernel(
     x = tl.load(X + offs, mask=mask, other=0.0).to(tl.float32)
     y = x * scale[:, None] + shift[:, None]
     if RELU:
-        y = tl.maximum(y, 0.0)
+        # Not tl.maximum: on GPU its default drops NaN (max(NaN, 0) = 0), which would hide a
+        # diverging model from the non-finite-loss checks; torch.relu keeps NaN.
+        y = tl.where(y <= 0.0, 0.0, y)
     tl.store(Y + offs, y.to(Y.dtype.element_ty), mask=mask)
 
 
