@@ -163,3 +163,14 @@ def test_config_key_reaches_gn_settings_with_per_component_override():
     cfg.merge_from_list(["MODEL.GN.FUSED", "False", "MODEL.GN.MASK_HEAD.FUSED", "True"])
     assert gn_settings(cfg, "BACKBONE").fused is False
     assert gn_settings(cfg, "MASK_HEAD").fused is True
+
+
+def test_fused_conv_compiles_for_inference_with_torch_compile():
+    # The CPU kernels are torch.library ops with fake (shape-only) kernels, so dynamo traces
+    # them in one graph instead of failing on an unknown operator.
+    model = nn.Sequential(_conv(nn.ReLU())).eval()
+    fused = convert_to_fused_group_norm(copy.deepcopy(model))
+    x = torch.randn(2, 8, 6, 6)
+    with torch.no_grad():
+        compiled = torch.compile(fused, backend="eager", fullgraph=True)
+        torch.testing.assert_close(compiled(x), model(x))

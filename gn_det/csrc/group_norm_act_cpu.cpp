@@ -363,7 +363,7 @@ TORCH_LIBRARY(gn_det, m) {
   m.def("group_norm_act_apply(Tensor x, Tensor weight, Tensor bias, Tensor mean, Tensor rstd, "
         "bool relu) -> Tensor");
   m.def("group_norm_act_backward(Tensor dy, Tensor x, Tensor weight, Tensor bias, Tensor mean, "
-        "Tensor rstd, bool relu, Tensor? out, bool[3] needs) -> (Tensor, Tensor, Tensor)");
+        "Tensor rstd, bool relu, Tensor(a!)? out, bool[3] needs) -> (Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(gn_det, CPU, m) {

@@ -48,14 +48,45 @@ def triton_available() -> bool:
     return True
 
 
-@functools.lru_cache(maxsize=None)
-def cpu_kernels_available() -> bool:
-    """Whether gn_det's C++ CPU kernels (the ``gn_det._C`` extension) are built and load."""
+def _load_cpu_kernels() -> bool:
     try:
         import gn_det._C  # noqa: F401  registers torch.ops.gn_det.*
     except ImportError:
         return False
-    return hasattr(torch.ops.gn_det, "group_norm_act_forward")
+    if not hasattr(torch.ops.gn_det, "group_norm_act_forward"):
+        return False
+    _register_fake_kernels()
+    return True
+
+
+def cpu_kernels_available() -> bool:
+    """Whether gn_det's C++ CPU kernels (the ``gn_det._C`` extension) are built and load."""
+    return _CPU_KERNELS
+
+
+def _register_fake_kernels():
+    # Shapes only, for torch.compile / torch.export's fake tensors.
+    def stats(x, num_groups):
+        return x.new_empty((x.shape[0], num_groups))
+
+    @torch.library.register_fake("gn_det::group_norm_act_forward")
+    def _(x, weight, bias, num_groups, eps, relu):
+        return torch.empty_like(x, memory_format=torch.contiguous_format), stats(x, num_groups), stats(x, num_groups)
+
+    @torch.library.register_fake("gn_det::group_norm_act_apply")
+    def _(x, weight, bias, mean, rstd, relu):
+        return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+    @torch.library.register_fake("gn_det::group_norm_act_backward")
+    def _(dy, x, weight, bias, mean, rstd, relu, out, needs):
+        dx = torch.empty_like(x, memory_format=torch.contiguous_format) if needs[0] else None
+        dw = weight.new_empty(weight.shape) if needs[1] else None
+        db = bias.new_empty(bias.shape) if needs[2] else None
+        return dx, dw, db
+
+
+# Loaded at import, not on first use: torch.compile cannot trace the fake-kernel registration.
+_CPU_KERNELS = _load_cpu_kernels()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -168,8 +199,10 @@ class _CpuKernelBackend:
         return torch.ops.gn_det.group_norm_act_apply(x, weight.to(x.dtype), bias.to(x.dtype), mean, rstd, relu)
 
     def backward(self, dy, x, weight, bias, mean, rstd, num_groups, eps, relu, output, needs):
-        if output is not None and not (output.dtype == x.dtype and output.is_contiguous()):
-            output = None
+        if torch.compiler.is_compiling() or (
+            output is not None and not (output.dtype == x.dtype and output.is_contiguous())
+        ):
+            output = None  # compiled graphs functionalize: no writing into a handed-over buffer
         dx, dw, db = torch.ops.gn_det.group_norm_act_backward(
             dy.to(x.dtype), x, weight.to(x.dtype), bias.to(x.dtype), mean, rstd, relu, output, list(needs)
         )
