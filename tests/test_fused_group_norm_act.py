@@ -205,7 +205,10 @@ def test_function_is_the_autograd_node():
 def test_auto_picks_the_cpu_kernels_for_contiguous_float_cpu_tensors_and_torch_otherwise():
     from gn_det.layers.group_norm_act import _select_backend, cpu_kernels_available
 
-    assert cpu_kernels_available()  # built by `pip install -e .` (scripts/setup_env.sh)
+    assert cpu_kernels_available(), (
+        "gn_det._C is not built: run `pip install --no-build-isolation -e .` with a C++ compiler "
+        "(scripts/setup_env.sh does); the 'cpu' backend tests need it"
+    )
     x = torch.randn(2, 8, 4, 4)
     assert _select_backend(x, "auto").name == "cpu"
     assert _select_backend(x.double(), "auto").name == "cpu"
