@@ -147,6 +147,18 @@ def test_without_affine_it_is_plain_group_normalization():
     assert x.grad is not None
 
 
+def test_cpu_statistics_keep_float32_precision_when_the_first_element_is_an_outlier():
+    # The kernel sums x - shift; the shift must be near the group's mean, not just its first
+    # element (a padded corner of a conv output can sit far from the rest).
+    x = torch.randn(2, 64, 20, 20) + 3 * torch.randn(1, 64, 1, 1)
+    x[:, :, 0, 0] += 50
+    _, mean, rstd = torch.ops.gn_det.group_norm_act_forward(x, torch.ones(64), torch.zeros(64), 8, 1e-5, False)
+    x64 = x.double().view(2, 8, -1)
+    rstd64 = (x64.var(-1, unbiased=False) + 1e-5).rsqrt()
+    torch.testing.assert_close(mean.double(), x64.mean(-1), atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(rstd.double(), rstd64, atol=0, rtol=5e-7)
+
+
 @pytest.mark.parametrize("backend", ["torch", "cpu"])
 def test_a_nan_input_stays_nan_through_the_relu(backend):
     # A diverging model must stay visible to the non-finite checks: ReLU keeps NaN.

@@ -35,7 +35,7 @@ constexpr int64_t kChunk = 256;
 #endif
 #define GN_DET_INLINE inline __attribute__((always_inline))
 
-// Shifted sums (by a value of the block) keep E[x^2] - E[x]^2 from cancelling when |mean| >> std.
+// Shifted sums (by an estimate of the mean) keep E[x^2] - E[x]^2 from cancelling when |mean| >> std.
 template <typename T>
 GN_DET_INLINE void shifted_sums(const T* x, int64_t n, T shift, double& s1, double& s2) {
   for (int64_t start = 0; start < n; start += kChunk) {
@@ -120,11 +120,18 @@ GN_DET_INLINE void forward_blocks(const T* x, const T* w, const T* b, T* y, T* m
   const int64_t block = d.cg * d.hw;
   for (int64_t ng = begin; ng < end; ++ng) {
     const T* xb = x + ng * block;
+    // Shift by the mean of the first chunk: close to the group's mean even when the first
+    // element is an outlier (a padded corner), so E[d^2] - E[d]^2 keeps its precision.
+    const int64_t head = std::min(block, kChunk);
+    T head_sum = 0;  // only an estimate: float32 is enough
+#pragma omp simd reduction(+ : head_sum)
+    for (int64_t i = 0; i < head; ++i) head_sum += xb[i];
+    const T shift = head_sum / static_cast<T>(head);
     double s1 = 0, s2 = 0;
-    shifted_sums<T>(xb, block, xb[0], s1, s2);
+    shifted_sums<T>(xb, block, shift, s1, s2);
     const double m1 = s1 / block;
     const double var = std::max(s2 / block - m1 * m1, 0.0);
-    const double mu = static_cast<double>(xb[0]) + m1;
+    const double mu = static_cast<double>(shift) + m1;
     const double r = 1.0 / std::sqrt(var + eps);
     mean[ng] = static_cast<T>(mu);
     rstd[ng] = static_cast<T>(r);
