@@ -167,3 +167,10 @@ def pin_fused_backend(model: nn.Module, backend: str = "torch") -> nn.Module:
         if hasattr(m, "fused_backend"):
             m.fused_backend = backend
     return model
+
+
+def assert_close_at_scale(actual: torch.Tensor, expected: torch.Tensor, msg=None):
+    """float32 rounding relative to the tensor's scale: a weight gradient sums many terms, and
+    the fused kernels round their statistics differently from nn.GroupNorm's."""
+    scale = max(1.0, expected.abs().max().item()) if expected.numel() else 1.0
+    torch.testing.assert_close(actual, expected, atol=1e-5 * scale, rtol=1e-4, msg=msg)

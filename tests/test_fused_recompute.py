@@ -9,6 +9,8 @@ import torch.nn.functional as F
 from detectron2.layers import Conv2d
 from torch import nn
 
+from modeling_helpers import assert_close_at_scale, pin_fused_backend
+
 from gn_det.layers import GroupNorm, convert_to_fused_group_norm, group_norm_act, recompute_scope
 from gn_det.layers.bench_group_norm import training_step_memory
 from gn_det.layers.recompute import _Plain, _Recipe, has_recompute_scope
@@ -34,10 +36,10 @@ def _grads(model, x):
 
 
 def _close(actual, expected, exact=False, msg=None):
-    # float32 rounding relative to the tensor's scale: a conv's weight gradient sums many terms,
-    # and the fused kernels round their statistics differently from nn.GroupNorm's.
-    atol, rtol = (0, 0) if exact else (1e-5 * max(1.0, expected.abs().max().item()), 1e-4)
-    torch.testing.assert_close(actual, expected, atol=atol, rtol=rtol, msg=msg)
+    if exact:
+        torch.testing.assert_close(actual, expected, atol=0, rtol=0, msg=msg)
+    else:
+        assert_close_at_scale(actual, expected, msg=msg)
 
 
 def _assert_same_training_step(ref, fused, x, exact=False):
@@ -89,9 +91,7 @@ def test_with_the_torch_backend_the_fused_training_step_is_bit_identical():
     # The torch backend runs the same kernels as nn.GroupNorm, and its recompute reproduces the
     # forward output exactly, so nothing differs, not even rounding.
     ref, fused = _pair(lambda: nn.Sequential(_gn_relu_conv(), _gn_relu_conv(), nn.MaxPool2d(2)))
-    for m in fused.modules():
-        if hasattr(m, "fused_backend"):
-            m.fused_backend = "torch"
+    pin_fused_backend(fused, "torch")
     _assert_same_training_step(ref, fused, torch.randn(2, 16, 8, 8), exact=True)
 
 
