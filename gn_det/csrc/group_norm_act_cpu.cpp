@@ -196,42 +196,29 @@ GN_DET_INLINE void backward_blocks(const T* dy, const T* x, const T* w, const T*
   }
 }
 
-GN_DET_CLONES void forward_f32(const float* x, const float* w, const float* b, float* y, float* mean,
+// The overloads AT_DISPATCH calls; double (gradcheck, float64 models) gets the baseline build only.
+GN_DET_CLONES void forward_any(const float* x, const float* w, const float* b, float* y, float* mean,
                                float* rstd, Dims d, double eps, bool relu, int64_t begin,
                                int64_t end) {
   forward_blocks<float>(x, w, b, y, mean, rstd, d, eps, relu, begin, end);
-}
-GN_DET_CLONES void apply_f32(const float* x, const float* w, const float* b, const float* mean,
-                             const float* rstd, float* y, Dims d, bool relu, int64_t begin,
-                             int64_t end) {
-  apply_blocks<float>(x, w, b, mean, rstd, y, d, relu, begin, end);
-}
-GN_DET_CLONES void backward_f32(const float* dy, const float* x, const float* w, const float* b,
-                                const float* mean, const float* rstd, float* dx, double* s1,
-                                double* s2, Dims d, bool relu, int64_t begin, int64_t end) {
-  backward_blocks<float>(dy, x, w, b, mean, rstd, dx, s1, s2, d, relu, begin, end);
-}
-
-void forward_any(const float* x, const float* w, const float* b, float* y, float* mean, float* rstd,
-                 Dims d, double eps, bool relu, int64_t begin, int64_t end) {
-  forward_f32(x, w, b, y, mean, rstd, d, eps, relu, begin, end);
 }
 void forward_any(const double* x, const double* w, const double* b, double* y, double* mean,
                  double* rstd, Dims d, double eps, bool relu, int64_t begin, int64_t end) {
   forward_blocks<double>(x, w, b, y, mean, rstd, d, eps, relu, begin, end);
 }
-void apply_any(const float* x, const float* w, const float* b, const float* mean, const float* rstd,
-               float* y, Dims d, bool relu, int64_t begin, int64_t end) {
-  apply_f32(x, w, b, mean, rstd, y, d, relu, begin, end);
+GN_DET_CLONES void apply_any(const float* x, const float* w, const float* b, const float* mean,
+                             const float* rstd, float* y, Dims d, bool relu, int64_t begin,
+                             int64_t end) {
+  apply_blocks<float>(x, w, b, mean, rstd, y, d, relu, begin, end);
 }
 void apply_any(const double* x, const double* w, const double* b, const double* mean,
                const double* rstd, double* y, Dims d, bool relu, int64_t begin, int64_t end) {
   apply_blocks<double>(x, w, b, mean, rstd, y, d, relu, begin, end);
 }
-void backward_any(const float* dy, const float* x, const float* w, const float* b, const float* mean,
-                  const float* rstd, float* dx, double* s1, double* s2, Dims d, bool relu,
-                  int64_t begin, int64_t end) {
-  backward_f32(dy, x, w, b, mean, rstd, dx, s1, s2, d, relu, begin, end);
+GN_DET_CLONES void backward_any(const float* dy, const float* x, const float* w, const float* b,
+                                const float* mean, const float* rstd, float* dx, double* s1,
+                                double* s2, Dims d, bool relu, int64_t begin, int64_t end) {
+  backward_blocks<float>(dy, x, w, b, mean, rstd, dx, s1, s2, d, relu, begin, end);
 }
 void backward_any(const double* dy, const double* x, const double* w, const double* b,
                   const double* mean, const double* rstd, double* dx, double* s1, double* s2, Dims d,
