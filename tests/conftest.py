@@ -1,5 +1,9 @@
 """Shared test settings: deterministic CPU runs on a small (2-core) machine."""
 import os
+import sys
+
+# Test folders mirror the package; the shared helpers (modeling_helpers, tiny_run) live here.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 

@@ -1,4 +1,4 @@
-"""Small configs, inputs and checks shared by tests/test_modeling_*.py.
+"""Small configs, inputs and checks shared by tests/modeling/ (and a few layer tests).
 
 Models are Detectron2 model-zoo configs made narrow (R50 with 1/4 of the channels, 64 px images,
 few proposals) so a train step takes well under a second on one CPU core.

@@ -4,7 +4,7 @@ shapes that R50-FPN Mask R-CNN really feeds its GN layers.
 The shapes are recorded here, with forward hooks on every ``nn.GroupNorm`` of a GN Mask R-CNN
 (Detectron2's, variant b) during one training forward and one inference call on the fixed
 workload: stem, res2-res5, FPN levels, box head (7x7, hundreds of RoIs), mask head (14x14).
-The timing is gn_det's one layer microbenchmark, ``gn_det.layers.bench_group_norm.
+The timing is gn_det's one layer microbenchmark, ``gn_det.benchmark.layer_timing.
 benchmark_group_norm``; its bandwidth counts the fused op's traffic floor (forward: read x for
 the statistics, read x and write y; training: that, the recompute of y for the next layer, and
 backward's reads of dy and x twice and write of dx), as a fraction of the copy bandwidth it
@@ -18,7 +18,7 @@ import torch
 from detectron2.utils.events import EventStorage
 from torch import nn
 
-from gn_det.layers.bench_group_norm import benchmark_group_norm
+from gn_det.benchmark.layer_timing import benchmark_group_norm
 
 from .measure import BenchmarkedModel
 
@@ -95,7 +95,7 @@ def collect_gn_shapes(bench: BenchmarkedModel) -> List[GNShape]:
 
 def run_layer_benchmark(shapes: List[GNShape], device: torch.device, repeats: int = 5,
                         log=print) -> Dict:
-    """Time every recorded shape with ``gn_det.layers.bench_group_norm.benchmark_group_norm``
+    """Time every recorded shape with ``gn_det.benchmark.layer_timing.benchmark_group_norm``
     (GN+ReLU: ``torch.nn.GroupNorm`` then ReLU against gn_det's fused op, forward without grad
     and forward+backward, round-robin; process CPU time on CPU, synchronized wall time on GPU).
 
@@ -126,7 +126,7 @@ def run_layer_benchmark(shapes: List[GNShape], device: torch.device, repeats: in
     return {
         "device": str(device),
         "dtype": "float32",
-        "function": "gn_det.layers.bench_group_norm.benchmark_group_norm",
+        "function": "gn_det.benchmark.layer_timing.benchmark_group_norm",
         "op": "GN+ReLU",
         "reference": "torch.nn.GroupNorm + F.relu",
         "candidate": "gn_det.layers.group_norm_act (fused; train includes the recompute for the next layer)",

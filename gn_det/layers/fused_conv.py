@@ -1,10 +1,8 @@
 """Detectron2 ``Conv2d(norm=GroupNorm, activation=ReLU or None)`` running the fused GN(+ReLU).
 
-``convert_to_fused_group_norm(module)`` switches the class of every such conv in a built
-component (as ``convert_to_weight_std`` does for WS): parameters, buffers and state_dict keys are
-unchanged, ``norm`` and ``activation`` stay in place (so ``repr`` and a conversion back still
-work); only the forward differs. It also makes ``module``'s forward a recompute scope, so the
-layers after a fused conv keep a recipe instead of its output.
+``conv_settings.convert_to_fused_group_norm`` switches a built component's convs to these
+classes: parameters, buffers and state_dict keys are unchanged, ``norm`` and ``activation`` stay
+in place (so ``repr`` and a conversion back still work); only the forward differs.
 """
 
 import torch
@@ -13,15 +11,9 @@ from detectron2.layers import Conv2d
 from torch import nn
 
 from .group_norm_act import group_norm_act
-from .recompute import install_recompute_scope
 from .weight_std import WSConv2d
 
-__all__ = [
-    "FusedGNActConv2d",
-    "WSFusedGNActConv2d",
-    "fusable_activation",
-    "convert_to_fused_group_norm",
-]
+__all__ = ["FusedGNActConv2d", "WSFusedGNActConv2d", "fusable_activation", "fusable_conv"]
 
 _RELU_FUNCTIONS = (F.relu, F.relu_, torch.relu, torch.relu_)
 
@@ -36,7 +28,8 @@ def fusable_activation(activation) -> "str | None":
     return None
 
 
-def _fusable(conv: nn.Module) -> "str | None":
+def fusable_conv(conv: nn.Module) -> "str | None":
+    """``fusable_activation`` of a conv whose ``norm`` is an affine GroupNorm, else None."""
     norm = getattr(conv, "norm", None)
     # gn_det's GroupNorm subclasses nn.GroupNorm; Detectron2's own "GN" is nn.GroupNorm too.
     if not isinstance(norm, nn.GroupNorm) or not norm.affine:
@@ -81,21 +74,3 @@ class WSFusedGNActConv2d(FusedGNActConv2d, WSConv2d):
 
     def _conv_weight(self) -> torch.Tensor:
         return self.effective_weight()
-
-
-def convert_to_fused_group_norm(module: nn.Module) -> nn.Module:
-    """Switch every Detectron2 ``Conv2d``/``WSConv2d`` with an affine GroupNorm ``norm`` and a
-    ReLU or no activation to the fused path, in place, and make ``module`` a recompute scope.
-
-    Convs with another norm or activation are left as they are. Idempotent. Returns ``module``.
-    """
-    for m in module.modules():
-        if type(m) not in (Conv2d, WSConv2d):
-            continue
-        kind = _fusable(m)
-        if kind is None:
-            continue
-        m.__class__ = WSFusedGNActConv2d if type(m) is WSConv2d else FusedGNActConv2d
-        m.fused_activation = kind
-    install_recompute_scope(module)
-    return module

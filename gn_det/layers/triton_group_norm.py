@@ -17,7 +17,7 @@ and channels of each (sample, group). Splitting HW into chunks keeps the GPU bus
 small (backbone stages at batch 2).
 
 Correctness runs on CPU under Triton's interpreter (``TRITON_INTERPRET=1`` set before this module
-is imported); speed needs a GPU (``gn_det.layers.bench_group_norm``).
+is imported); speed needs a GPU (``gn_det.benchmark.layer_timing``).
 """
 import triton
 import triton.language as tl

@@ -2,9 +2,8 @@
 import torch
 import torch.nn.functional as F
 from detectron2.layers import Conv2d
-from torch import nn
 
-__all__ = ["standardize_weight", "WSConv2d", "convert_to_weight_std"]
+__all__ = ["standardize_weight", "WSConv2d"]
 
 
 def standardize_weight(weight: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -44,23 +43,3 @@ class WSConv2d(Conv2d):
 
     def extra_repr(self):
         return super().extra_repr() + f", ws_eps={self.ws_eps}"
-
-
-def convert_to_weight_std(module: nn.Module, eps: float = 1e-5) -> nn.Module:
-    """Turn every Detectron2 ``Conv2d`` that carries a norm into a ``WSConv2d``, in place.
-
-    Detectron2's ResNet, FPN and heads build ``detectron2.layers.Conv2d`` themselves; switching the
-    class of those instances (same parameters, same keys) is how WS reaches convs we do not
-    construct. Convs without a norm (predictors, RPN outputs) keep their plain weights, as in GN+WS.
-    Returns ``module`` for chaining.
-    """
-    from .fused_conv import FusedGNActConv2d, WSFusedGNActConv2d  # fused_conv imports this module
-
-    for m in module.modules():
-        if type(m) is Conv2d and m.norm is not None:
-            m.__class__ = WSConv2d
-            m.ws_eps = eps
-        elif type(m) is FusedGNActConv2d:  # converted to fused first: keep it fused, add WS
-            m.__class__ = WSFusedGNActConv2d
-            m.ws_eps = eps
-    return module

@@ -1,0 +1,489 @@
+"""Microbenchmarks of GroupNorm(+ReLU): fused vs torch, time, bandwidth and memory.
+
+``benchmark_group_norm(shapes, device)`` times one GN+ReLU layer, torch's ``nn.GroupNorm`` then
+``ReLU`` against gn_det's fused op, on the activation shapes of a Mask R-CNN R50-FPN training
+step (``MASK_RCNN_R50_FPN_SHAPES``), and reports the fused op's achieved bandwidth against a
+measured copy (``clone``) bandwidth. ``training_step_memory(model, inputs)`` measures the peak
+memory of one forward+backward in-process (CUDA allocator stats on GPU, the profiler's
+allocation events on CPU), which is how the fused path's memory saving is checked;
+``gn_head_comparison`` and ``model_comparison`` apply it, with step times, to Detectron2's GN
+box head and to a whole model built from a gn_det config, fused vs unfused.
+
+Command line::
+
+    python -m gn_det.benchmark.layer_timing --device cpu           # layers + box head
+    python -m gn_det.benchmark.layer_timing --device cpu --skip-layers \
+        --model-config configs/COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x_gn.yaml
+"""
+
+import argparse
+import statistics
+import time
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..layers import group_norm_act
+
+__all__ = [
+    "MASK_RCNN_R50_FPN_SHAPES",
+    "benchmark_group_norm",
+    "copy_bandwidth",
+    "training_step_memory",
+    "gn_head_comparison",
+    "model_comparison",
+    "format_table",
+]
+
+# (name, (N, C, H, W), groups) of the GN layers in a Mask R-CNN R50-FPN training step at
+# 800x1333 (padded to 800x1344), 2 images per GPU, 32 groups; RoI heads with 512 RoIs.
+MASK_RCNN_R50_FPN_SHAPES: List[Tuple[str, Tuple[int, int, int, int], int]] = [
+    ("stem conv1 (s2)", (2, 64, 400, 672), 32),
+    ("res2 conv1/2", (2, 64, 200, 336), 32),
+    ("res2 conv3", (2, 256, 200, 336), 32),
+    ("res3 conv1/2", (2, 128, 100, 168), 32),
+    ("res3 conv3", (2, 512, 100, 168), 32),
+    ("res4 conv1/2", (2, 256, 50, 84), 32),
+    ("res4 conv3", (2, 1024, 50, 84), 32),
+    ("res5 conv1/2", (2, 512, 25, 42), 32),
+    ("res5 conv3", (2, 2048, 25, 42), 32),
+    ("FPN P2", (2, 256, 200, 336), 32),
+    ("FPN P3", (2, 256, 100, 168), 32),
+    ("FPN P4", (2, 256, 50, 84), 32),
+    ("FPN P5", (2, 256, 25, 42), 32),
+    ("box head 512 RoIs 7x7", (512, 256, 7, 7), 32),
+    ("mask head 512 RoIs 14x14", (512, 256, 14, 14), 32),
+]
+
+# Full-tensor passes (reads + writes) of the fused op at its memory-traffic floor.
+_PASSES_FORWARD = 3  # read x for statistics; read x, write y
+_PASSES_TRAIN = 3 + 2 + 5  # forward; recompute y for the next layer (read x, write y);
+# backward (read dy, x for the sums; read dy, x, write dx)
+
+
+def _sync(device: torch.device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+TIMERS = ("auto", "wall", "process")
+
+
+def _clock(timer: str, device: torch.device) -> Callable[[], float]:
+    if timer not in TIMERS:
+        raise ValueError(f"timer={timer!r}; valid: {', '.join(TIMERS)}.")
+    if timer == "auto":
+        timer = "wall" if device.type == "cuda" else "process"
+    # CPU time of this process (all its threads) is far less disturbed than wall time by other
+    # jobs on a shared machine; on GPU, wall time after a synchronize is the measure.
+    return time.perf_counter if timer == "wall" else time.process_time
+
+
+def _median_ms(
+    fns: Dict[str, Callable[[], object]], device: torch.device, repeats: int, timer: str = "auto"
+) -> Dict[str, float]:
+    """Median milliseconds of each function, timed round-robin (one warm-up call each) so that
+    drifting load on a shared machine affects all of them alike."""
+    clock = _clock(timer, device)
+    for fn in fns.values():
+        fn()
+    _sync(device)
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = clock()
+            fn()
+            _sync(device)
+            times[name].append((clock() - start) * 1e3)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def copy_bandwidth(numel: int, device, dtype=torch.float32, repeats: int = 5, timer: str = "auto") -> float:
+    """Measured copy bandwidth in GB/s (``clone`` of ``numel`` elements: one read, one write)."""
+    device = torch.device(device)
+    x = torch.empty(numel, device=device, dtype=dtype).uniform_()
+    ms = _median_ms({"copy": lambda: x.clone()}, device, repeats, timer)["copy"]
+    return 2 * numel * x.element_size() / (ms * 1e-3) / 1e9
+
+
+def benchmark_group_norm(
+    shapes: Sequence[Tuple[str, Sequence[int], int]],
+    device,
+    dtype: torch.dtype = torch.float32,
+    memory_format: torch.memory_format = torch.contiguous_format,
+    repeats: int = 5,
+    backend: str = "auto",
+    timer: str = "auto",
+) -> List[Dict[str, object]]:
+    """Time GN+ReLU, torch (``nn.GroupNorm`` then ``F.relu``) vs fused, for each shape.
+
+    Args:
+        shapes: ``(name, (N, C, H, W), groups)`` triples, e.g. ``MASK_RCNN_R50_FPN_SHAPES``.
+        device: "cpu" or "cuda".
+        dtype, memory_format: of the input (fp16/bf16 use fp32 affine parameters, as under AMP).
+        repeats: timed repetitions; medians are reported (shared machines are noisy).
+        backend: the fused op's backend ("auto": Triton on CUDA when available).
+        timer: "wall", "process" (CPU time of this process, robust on shared machines) or
+            "auto" (wall on CUDA, process on CPU). Bandwidths use the same clock.
+
+    Returns:
+        One dict per shape with median milliseconds — ``torch_infer_ms``/``fused_infer_ms``
+        (no grad forward) and ``torch_train_ms``/``fused_train_ms`` (forward + backward; the
+        fused one includes recomputing the output for the next layer's backward) — their ratios
+        (``*_speedup`` = torch / fused), the fused op's achieved bandwidth ``fused_train_gbps``
+        at its traffic floor and ``copy_gbps`` measured on the same tensor size.
+    """
+    device = torch.device(device)
+    rows = []
+    for name, shape, groups in shapes:
+        n, c = shape[0], shape[1]
+        x = torch.randn(*shape, device=device, dtype=dtype).contiguous(memory_format=memory_format)
+        dy = torch.randn_like(x)
+        gn = nn.GroupNorm(groups, c).to(device)
+        if dtype in (torch.float16, torch.bfloat16) and device.type == "cpu":
+            gn = gn.to(dtype)  # CPU nn.GroupNorm wants matching dtypes
+        weight, bias = gn.weight, gn.bias
+        xg = x.detach().requires_grad_()
+
+        def torch_infer():
+            with torch.no_grad():
+                return F.relu(gn(x))
+
+        def fused_infer():
+            with torch.no_grad():
+                return group_norm_act(x, weight, bias, groups, gn.eps, "relu", backend)
+
+        def torch_train():
+            F.relu(gn(xg)).backward(dy)
+
+        def fused_train():
+            y = group_norm_act(xg, weight, bias, groups, gn.eps, "relu", backend)
+            state = getattr(y, "_gn_det_group_norm_act")
+            state.recompute()  # what the next conv's backward asks for
+            y.backward(dy)
+
+        row = {"name": name, "shape": tuple(shape), "groups": groups}
+        fns = dict(
+            torch_infer=torch_infer, fused_infer=fused_infer, torch_train=torch_train, fused_train=fused_train
+        )
+        row.update({f"{k}_ms": v for k, v in _median_ms(fns, device, repeats, timer).items()})
+        row["infer_speedup"] = row["torch_infer_ms"] / row["fused_infer_ms"]
+        row["train_speedup"] = row["torch_train_ms"] / row["fused_train_ms"]
+        nbytes = x.numel() * x.element_size()
+        row["fused_infer_gbps"] = _PASSES_FORWARD * nbytes / (row["fused_infer_ms"] * 1e-3) / 1e9
+        row["fused_train_gbps"] = _PASSES_TRAIN * nbytes / (row["fused_train_ms"] * 1e-3) / 1e9
+        row["copy_gbps"] = copy_bandwidth(x.numel(), device, dtype, repeats, timer)
+        rows.append(row)
+        del x, dy, xg
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory of one training step.
+# ---------------------------------------------------------------------------------------------
+_BACKWARD_MARK = "gn_det::backward"
+
+
+def _cpu_step_memory(step: Callable[[], None]) -> Dict[str, int]:
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    # Each allocation/free is attributed to the innermost op (self memory); in time order their
+    # running sum is the bytes allocated since the start: its maximum is the peak, its value when
+    # backward starts is what the forward kept (saved activations and the output).
+    events = sorted(prof.events(), key=lambda e: e.time_range.start)
+    current = peak = 0
+    after_forward = None
+    for event in events:
+        if after_forward is None and event.name == _BACKWARD_MARK:
+            after_forward = current
+        current += event.self_cpu_memory_usage
+        peak = max(peak, current)
+    return {"peak_bytes": peak, "after_forward_bytes": after_forward}
+
+
+def training_step_memory(model: nn.Module, inputs: Sequence[torch.Tensor]) -> Dict[str, int]:
+    """Memory of one training step, ``model(*inputs)`` then backward of its summed output.
+
+    Returns ``{"peak_bytes", "after_forward_bytes"}``: the peak allocated during the step, and
+    what is allocated when backward starts (the activations kept for backward, plus the
+    output), both above what was allocated before the step (parameters, gradients from a
+    warm-up step, inputs). In-process and deterministic: the CUDA caching allocator's counters on
+    GPU, the profiler's allocation events on CPU (RSS would be noise).
+    """
+    device = inputs[0].device
+
+    def step():
+        out = model(*inputs)
+        loss = sum(o.float().sum() for o in (out if isinstance(out, (list, tuple)) else [out]))
+        with torch.profiler.record_function(_BACKWARD_MARK):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+                step.after_forward = torch.cuda.memory_allocated(device)
+            loss.backward()
+
+    step()  # warm-up: .grad buffers and lazy state are allocated outside the measurement
+    if device.type != "cuda":
+        return _cpu_step_memory(step)
+    torch.cuda.synchronize(device)
+    base = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    step()
+    torch.cuda.synchronize(device)
+    return {
+        "peak_bytes": torch.cuda.max_memory_allocated(device) - base,
+        "after_forward_bytes": step.after_forward - base,
+    }
+
+
+def gn_head_comparison(
+    num_rois: int = 512,
+    channels: int = 256,
+    resolution: int = 7,
+    device="cpu",
+    repeats: int = 0,
+    timer: str = "auto",
+) -> Dict[str, float]:
+    """Detectron2's 4conv1fc box head with GN, unfused (``nn.GroupNorm`` then ``ReLU``) vs fused
+    (``apply_conv_settings`` with ``fused=True``): memory of one training step and, if
+    ``repeats`` > 0, median times of a training step and of inference.
+
+    The head is Detectron2's own ``FastRCNNConvFCHead`` (built by its constructor with a GN norm
+    factory), so this measures the fused path exactly where gn_det plugs it in.
+    Returns unfused and fused ``peak_bytes`` and ``after_forward_bytes`` (see
+    ``training_step_memory``), ``train_ms`` and ``infer_ms`` when timed, and each ratio
+    (``*_ratio`` = fused / unfused).
+    """
+    from detectron2.layers import ShapeSpec
+    from detectron2.modeling.roi_heads.box_head import FastRCNNConvFCHead
+
+    from ..layers import apply_conv_settings
+    from ..layers import GNSettings, build_norm_factory
+
+    device = torch.device(device)
+
+    def head(fused: bool) -> nn.Module:
+        torch.manual_seed(0)
+        settings = GNSettings(fused=fused)
+        m = FastRCNNConvFCHead(
+            ShapeSpec(channels=channels, height=resolution, width=resolution),
+            conv_dims=[channels] * 4,
+            fc_dims=[1024],
+            conv_norm=build_norm_factory("GN", settings, "MODEL.ROI_BOX_HEAD.NORM"),
+        )
+        return apply_conv_settings(m, settings).to(device)
+
+    heads = {"unfused": head(False), "fused": head(True)}
+    x = torch.randn(num_rois, channels, resolution, resolution, device=device, requires_grad=True)
+    result = {}
+    for name, m in heads.items():
+        for key, value in training_step_memory(m, [x]).items():
+            result[f"{name}_{key}"] = value
+    keys = ["peak_bytes", "after_forward_bytes"]
+    if repeats > 0:
+
+        def train(m):
+            return lambda: m(x).sum().backward()
+
+        def infer(m):
+            def run():
+                with torch.no_grad():
+                    m(x)
+
+            return run
+
+        fns = {}
+        for name, m in heads.items():
+            fns[f"{name}_train_ms"] = train(m)
+            fns[f"{name}_infer_ms"] = infer(m)
+        result.update(_median_ms(fns, device, repeats, timer))
+        keys += ["train_ms", "infer_ms"]
+    for key in keys:
+        result[f"{key.rsplit('_', 1)[0]}_ratio"] = result[f"fused_{key}"] / result[f"unfused_{key}"]
+    return result
+
+
+def _synthetic_batch(num_images: int, size: int, device) -> List[Dict[str, object]]:
+    """Detectron2 training inputs: random ``size`` x ``size`` images, 2 boxes with masks each."""
+    from detectron2.structures import BitMasks, Boxes, Instances
+
+    generator = torch.Generator().manual_seed(0)
+    batch = []
+    for _ in range(num_images):
+        xy = torch.rand(2, 2, generator=generator) * size / 2
+        boxes = torch.cat([xy, xy + size / 4 + torch.rand(2, 2, generator=generator) * size / 4], dim=1)
+        masks = torch.zeros(2, size, size, dtype=torch.bool)
+        for i, (x0, y0, x1, y1) in enumerate(boxes.round().long().tolist()):
+            masks[i, y0:y1, x0:x1] = True
+        instances = Instances((size, size))
+        instances.gt_boxes = Boxes(boxes)
+        instances.gt_classes = torch.tensor([0, 1])
+        instances.gt_masks = BitMasks(masks)
+        image = torch.rand(3, size, size, generator=generator) * 255
+        batch.append({"image": image.to(device), "instances": instances.to(device)})
+    return batch
+
+
+def model_comparison(
+    config_file: str,
+    image_size: int = 512,
+    num_images: int = 2,
+    repeats: int = 3,
+    device="cpu",
+    timer: str = "auto",
+) -> Dict[str, float]:
+    """A whole Detectron2 model from a gn_det config, ``MODEL.GN.FUSED`` False vs True (same
+    weights, same synthetic batch): memory of one training step (``training_step_memory``) and
+    median times of a training step and of inference. Keys as in ``gn_head_comparison``."""
+    from detectron2.config import get_cfg
+    from detectron2.modeling import build_model
+    from detectron2.utils.events import EventStorage
+
+    from ..config import add_gn_config
+
+    device = torch.device(device)
+
+    def build(fused: bool) -> nn.Module:
+        cfg = get_cfg()
+        add_gn_config(cfg)
+        cfg.merge_from_file(config_file)
+        cfg.MODEL.DEVICE = str(device)
+        cfg.MODEL.WEIGHTS = ""
+        cfg.MODEL.GN.FUSED = fused
+        torch.manual_seed(0)
+        return build_model(cfg).train()
+
+    models = {"unfused": build(False), "fused": build(True)}
+    models["fused"].load_state_dict(models["unfused"].state_dict())
+    batch = _synthetic_batch(num_images, image_size, device)
+
+    class _Losses(nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, _):
+            torch.manual_seed(0)  # the same proposals sampled in every run
+            return list(self.model(batch).values())
+
+    def train(model):
+        def run():
+            torch.manual_seed(0)
+            sum(model(batch).values()).backward()
+
+        return run
+
+    def infer(model):
+        def run():
+            model.eval()
+            with torch.no_grad():
+                model([{"image": b["image"]} for b in batch])
+            model.train()
+
+        return run
+
+    result = {}
+    with EventStorage():  # Detectron2's losses log into one
+        for name, model in models.items():
+            for key, value in training_step_memory(_Losses(model), [torch.zeros(1, device=device)]).items():
+                result[f"{name}_{key}"] = value
+        fns = {}
+        for name, model in models.items():
+            fns[f"{name}_train_ms"] = train(model)
+            fns[f"{name}_infer_ms"] = infer(model)
+        result.update(_median_ms(fns, device, repeats, timer))
+    for key in ("peak_bytes", "after_forward_bytes", "train_ms", "infer_ms"):
+        result[f"{key.rsplit('_', 1)[0]}_ratio"] = result[f"fused_{key}"] / result[f"unfused_{key}"]
+    return result
+
+
+def _comparison_table(result: Dict[str, float]) -> str:
+    mib = 2.0**20
+    rows = [
+        ("kept for backward (MiB)", "after_forward_bytes", mib, "after_forward_ratio"),
+        ("peak of a training step (MiB)", "peak_bytes", mib, "peak_ratio"),
+        ("training step (ms)", "train_ms", 1.0, "train_ratio"),
+        ("inference (ms)", "infer_ms", 1.0, "infer_ratio"),
+    ]
+    lines = ["| | unfused | fused | fused / unfused |", "|---|---|---|---|"]
+    for label, key, scale, ratio in rows:
+        if f"fused_{key}" in result:
+            lines.append(
+                f"| {label} | {result[f'unfused_{key}'] / scale:.1f} | {result[f'fused_{key}'] / scale:.1f} | "
+                f"{result[ratio]:.3f} |"
+            )
+    return "\n".join(lines)
+
+
+def format_table(rows: List[Dict[str, object]]) -> str:
+    header = (
+        "| layer | shape | torch infer ms | fused infer ms | infer x | torch train ms | "
+        "fused train ms | train x | fused train GB/s | copy GB/s | % of copy |"
+    )
+    lines = [header, "|" + "---|" * 11]
+    for r in rows:
+        lines.append(
+            f"| {r['name']} | {'x'.join(map(str, r['shape']))} | {r['torch_infer_ms']:.2f} | "
+            f"{r['fused_infer_ms']:.2f} | {r['infer_speedup']:.2f} | {r['torch_train_ms']:.2f} | "
+            f"{r['fused_train_ms']:.2f} | {r['train_speedup']:.2f} | {r['fused_train_gbps']:.1f} | "
+            f"{r['copy_gbps']:.1f} | {100 * r['fused_train_gbps'] / r['copy_gbps']:.0f}% |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Optional[Sequence[str]] = None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--timer", default="auto", choices=TIMERS, help="auto: wall on CUDA, process CPU time on CPU"
+    )
+    parser.add_argument("--rois", type=int, default=512, help="RoIs in the box-head comparison")
+    parser.add_argument("--skip-layers", action="store_true", help="skip the per-layer table")
+    parser.add_argument(
+        "--model-config", default="", help="a gn_det YAML: compare the whole model instead of the box head"
+    )
+    parser.add_argument("--image-size", type=int, default=512, help="with --model-config")
+    parser.add_argument("--images", type=int, default=2, help="with --model-config")
+    parser.add_argument("--only", default="", help="comma-separated substrings of layer names to run")
+    args = parser.parse_args(argv)
+    shapes = MASK_RCNN_R50_FPN_SHAPES
+    if args.only:
+        keys = [k.strip() for k in args.only.split(",")]
+        shapes = [s for s in shapes if any(k in s[0] for k in keys)]
+    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
+    timer = args.timer if args.timer != "auto" else ("wall" if args.device.startswith("cuda") else "process")
+    if not args.skip_layers:
+        rows = benchmark_group_norm(
+            shapes, args.device, getattr(torch, args.dtype), fmt, args.repeats, timer=timer
+        )
+        print(
+            f"GN(32)+ReLU, {args.device}, {args.dtype}, {'channels-last' if args.channels_last else 'NCHW'}, "
+            f"median of {args.repeats}, {timer} time; x = torch time / fused time"
+        )
+        print(format_table(rows))
+    if args.model_config:
+        result = model_comparison(
+            args.model_config, args.image_size, args.images, args.repeats, args.device, timer
+        )
+        print(
+            f"\n{args.model_config}, {args.images} images of {args.image_size}x{args.image_size}, "
+            f"{timer} time, median of {args.repeats}:"
+        )
+        print(_comparison_table(result))
+        return
+    head = gn_head_comparison(num_rois=args.rois, device=args.device, repeats=args.repeats, timer=timer)
+    print(
+        f"\n4conv1fc GN box head (Detectron2's FastRCNNConvFCHead), {args.rois} RoIs x 256 x 7x7, "
+        f"{timer} time, median of {args.repeats}:"
+    )
+    print(_comparison_table(head))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,327 @@
+"""Config validation: unknown keys, group counts vs channels, registered names, batch size,
+dataset names; every problem in one report, each naming the key and where it came from."""
+
+import os
+
+import pytest
+import torch
+from detectron2.config import get_cfg
+
+import gn_det  # noqa: F401  (registers gn_det's modules)
+from gn_det import add_gn_config
+from gn_det.validation import check_config, check_config_sources, component_channels, validate
+
+
+def _yaml(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def _base_cfg():
+    cfg = get_cfg()
+    add_gn_config(cfg)
+    return cfg
+
+
+def _problems(report, kind):
+    return [p for p in report.problems if p.kind == kind]
+
+
+def test_unknown_keys_in_yaml_base_and_overrides_are_all_named_with_file_and_line(tmp_path):
+    base = _yaml(tmp_path, "base.yaml", "MODEL:\n  FPN:\n    NROM: GN\n")
+    child = _yaml(
+        tmp_path,
+        "child.yaml",
+        "_BASE_: base.yaml\nMODEL:\n  RESNETS:\n    DEPTH: 50\n  NORM: GN\nSOLVER:\n  BASE_LRR: 0.01\n",
+    )
+    # Detectron2 itself stops at the first one with a bare KeyError.
+    with pytest.raises(KeyError, match="Non-existent config key"):
+        _base_cfg().merge_from_file(child)
+    cfg, report = check_config_sources(child, ["MODEL.GN.NUM_GRUOPS", "16"])
+    unknown = _problems(report, "unknown-key")
+    assert [p.where for p in unknown] == [
+        f"{base}:3",
+        f"{child}:5",
+        f"{child}:7",
+        "command-line override MODEL.GN.NUM_GRUOPS",
+    ]
+    assert (
+        "MODEL.FPN.NROM" in unknown[0].message
+        and "did you mean MODEL.FPN.NORM?" in unknown[0].message
+    )
+    assert "MODEL.RESNETS.NORM" in unknown[1].message  # "a key with this name exists at ..."
+    assert "did you mean SOLVER.BASE_LR " in unknown[2].message
+    assert "did you mean MODEL.GN.NUM_GROUPS" in unknown[3].message
+    # The good keys were still applied, so the later checks see them.
+    assert cfg.MODEL.RESNETS.DEPTH == 50
+
+
+def test_wrong_value_type_is_named(tmp_path):
+    path = _yaml(tmp_path, "c.yaml", "SOLVER:\n  MAX_ITER: fast\n")
+    _, report = check_config_sources(path, [])
+    [problem] = report.problems
+    assert problem.kind == "config-type" and problem.where == f"{path}:2"
+    assert "SOLVER.MAX_ITER='fast'" in problem.message and "expected int" in problem.message
+
+
+def test_valid_sources_build_the_same_config_as_detectron2(tmp_path):
+    path = _yaml(
+        tmp_path,
+        "c.yaml",
+        "MODEL:\n  RESNETS:\n    NORM: GN\n  FPN:\n    NORM: GN\nSOLVER:\n  BASE_LR: 1e-3\n",
+    )
+    cfg, report = check_config_sources(path, ["SOLVER.MAX_ITER", "7"])
+    assert report.ok, report.format()
+    expected = _base_cfg()
+    expected.merge_from_file(path)
+    expected.merge_from_list(["SOLVER.MAX_ITER", "7"])
+    assert cfg.dump() == expected.dump()
+
+
+def _gn_norms_channels(module):
+    return sorted({m.num_channels for m in module.modules() if isinstance(m, torch.nn.GroupNorm)})
+
+
+@pytest.mark.parametrize("groups,width", [(1, 64), (32, 4)])  # R50 and ResNeXt-50 32x4d
+def test_component_channels_match_the_built_model(groups, width):
+    from detectron2.modeling import build_model
+
+    from detectron2 import model_zoo
+
+    cfg = _base_cfg()
+    cfg.merge_from_file(model_zoo.get_config_file("Base-RCNN-FPN.yaml"))
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.RESNETS.NUM_GROUPS, cfg.MODEL.RESNETS.WIDTH_PER_GROUP = groups, width
+    cfg.MODEL.MASK_ON = True
+    cfg.MODEL.ROI_HEADS.NAME = "StandardROIHeads"
+    cfg.MODEL.ROI_BOX_HEAD.NAME = "FastRCNNConvFCHead"
+    cfg.MODEL.ROI_BOX_HEAD.NUM_CONV, cfg.MODEL.ROI_BOX_HEAD.NUM_FC = 4, 1
+    cfg.MODEL.ROI_BOX_HEAD.CONV_DIM = 128
+    cfg.MODEL.ROI_MASK_HEAD.CONV_DIM = 64
+    for key in ("RESNETS", "FPN", "ROI_BOX_HEAD", "ROI_MASK_HEAD"):
+        cfg.MODEL[key].NORM = "GN"
+    model = build_model(cfg)
+    channels = component_channels(cfg)
+    assert sorted({c for _, c in channels["BACKBONE"]}) == _gn_norms_channels(
+        model.backbone.bottom_up
+    )
+    fpn_only = [
+        m
+        for n, m in model.backbone.named_modules()
+        if n.startswith(("fpn_", "fpn_output", "fpn_lateral"))
+    ]
+    assert (
+        {c for _, c in channels["FPN"]}
+        == {c for m in fpn_only for c in _gn_norms_channels(m)}
+        == {256}
+    )
+    assert (
+        {c for _, c in channels["BOX_HEAD"]}
+        == set(_gn_norms_channels(model.roi_heads.box_head))
+        == {128}
+    )
+    assert (
+        {c for _, c in channels["MASK_HEAD"]}
+        == set(_gn_norms_channels(model.roi_heads.mask_head))
+        == {64}
+    )
+    if groups == 32:
+        assert ("res2 bottleneck", 128) in channels["BACKBONE"] and (
+            "res5 bottleneck",
+            1024,
+        ) in channels["BACKBONE"]
+
+
+def test_detectron2_gn_of_32_groups_not_dividing_channels():
+    cfg = _base_cfg()
+    cfg.MODEL.FPN.NORM = "GN"
+    cfg.MODEL.FPN.OUT_CHANNELS = 200
+    cfg.MODEL.BACKBONE.NAME = "build_resnet_fpn_backbone"
+    report = check_config(cfg)
+    [problem] = _problems(report, "group-count")
+    assert problem.where == "config key MODEL.FPN.NORM"
+    assert "32 groups" in problem.message and "200 channels" in problem.message
+
+
+def test_unknown_norm_name():
+    cfg = _base_cfg()
+    cfg.MODEL.BACKBONE.NAME = "build_resnet_fpn_backbone"
+    cfg.MODEL.FPN.NORM = "GroupNorm"
+    [problem] = _problems(check_config(cfg), "norm-name")
+    assert problem.where == "config key MODEL.FPN.NORM" and "'GN'" in problem.message
+
+
+def test_unregistered_names_list_the_valid_ones():
+    cfg = _base_cfg()
+    cfg.MODEL.BACKBONE.NAME = "build_resnet_fpn_backbon"
+    cfg.MODEL.ROI_HEADS.NAME = "StandardROIHeads"
+    cfg.MODEL.ROI_BOX_HEAD.NAME = "NoSuchHead"
+    cfg.MODEL.RPN.HEAD_NAME = "StandardRPNHeads"
+    cfg.MODEL.PROPOSAL_GENERATOR.NAME = "RPN"
+    cfg.MODEL.MASK_ON = True
+    cfg.MODEL.ROI_MASK_HEAD.NAME = "MaskHead"
+    report = check_config(cfg)
+    registry = {p.where: p.message for p in _problems(report, "registry")}
+    assert set(registry) == {
+        "config key MODEL.BACKBONE.NAME",
+        "config key MODEL.ROI_BOX_HEAD.NAME",
+        "config key MODEL.RPN.HEAD_NAME",
+        "config key MODEL.ROI_MASK_HEAD.NAME",
+    }
+    assert "did you mean 'build_resnet_fpn_backbone'" in registry["config key MODEL.BACKBONE.NAME"]
+    assert "StandardRPNHead" in registry["config key MODEL.RPN.HEAD_NAME"]
+    assert "FastRCNNConvFCHead" in registry["config key MODEL.ROI_BOX_HEAD.NAME"]
+    assert "MaskRCNNConvUpsampleHead" in registry["config key MODEL.ROI_MASK_HEAD.NAME"]
+
+
+def test_meta_architecture_not_registered():
+    cfg = _base_cfg()
+    cfg.MODEL.META_ARCHITECTURE = "MaskRCNN"
+    [problem] = _problems(check_config(cfg), "registry")
+    assert (
+        problem.where == "config key MODEL.META_ARCHITECTURE"
+        and "GeneralizedRCNN" in problem.message
+    )
+
+
+def test_roi_heads_not_registered():
+    cfg = _base_cfg()
+    cfg.MODEL.ROI_HEADS.NAME = "StandardROIHead"
+    [problem] = _problems(check_config(cfg), "registry")  # its box head name is then not judged
+    assert problem.where == "config key MODEL.ROI_HEADS.NAME"
+    assert (
+        "did you mean 'StandardROIHeads'" in problem.message
+        and "CascadeROIHeads" in problem.message
+    )
+
+
+def test_batch_not_divisible_by_processes():
+    cfg = _base_cfg()
+    cfg.SOLVER.IMS_PER_BATCH = 6
+    assert not _problems(check_config(cfg, num_processes=3), "batch-size")
+    [problem] = _problems(check_config(cfg, num_processes=4), "batch-size")
+    assert problem.where == "config key SOLVER.IMS_PER_BATCH"
+    assert (
+        "6 images" in problem.message
+        and "4 processes" in problem.message
+        and "e.g. 4, 8" in problem.message
+    )
+
+
+def test_dataset_not_registered():
+    cfg = _base_cfg()
+    cfg.DATASETS.TRAIN = ("coco_2017_trian",)
+    cfg.DATASETS.TEST = ("coco_2017_val",)
+    [problem] = _problems(check_config(cfg), "dataset-name")
+    assert problem.where == "config key DATASETS.TRAIN[0]"
+    assert (
+        "'coco_2017_trian' is not registered" in problem.message
+        and "did you mean 'coco_2017_train'" in problem.message
+    )
+
+
+def test_validate_reports_every_problem_at_once(tmp_path):
+    path = _yaml(
+        tmp_path,
+        "c.yaml",
+        "MODEL:\n  FPN:\n    NORM: GN\n    OUT_CHANNELS: 200\n  BACKBONE:\n    NAME: build_resnet_fpn_backbone\n",
+    )
+    report = validate(
+        path,
+        [
+            "MODEL.WEIGTHS",
+            "x.pth",
+            "SOLVER.IMS_PER_BATCH",
+            "5",
+            "DATASETS.TRAIN",
+            "('nope',)",
+            "MODEL.ROI_HEADS.NAME",
+            "Nope",
+        ],
+        num_processes=2,
+        check_datasets=False,
+    )
+    assert not report.ok
+    assert sorted(p.kind for p in report.problems) == [
+        "batch-size",
+        "dataset-name",
+        "group-count",
+        "registry",
+        "unknown-key",
+    ]
+
+
+CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "configs")
+
+
+def _gn_det_cfg(name, *opts):
+    cfg, report = check_config_sources(
+        f"{CONFIGS}/{name}", list(opts) + ["MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu"]
+    )
+    assert report.ok, report.format()
+    return cfg
+
+
+@pytest.mark.parametrize(
+    "name", ["Base-GN-RCNN-FPN.yaml", "COCO-InstanceSegmentation/mask_rcnn_R_50_C4_1x_gn.yaml"]
+)
+def test_component_channels_match_gn_det_models(name):
+    from detectron2.modeling import build_model
+
+    cfg = _gn_det_cfg(name, "MODEL.MASK_ON", "True", "MODEL.RPN.NORM", "GN")
+    model = build_model(cfg)
+    channels = component_channels(cfg)
+    built = set(_gn_norms_channels(model))
+    predicted = {c for layers in channels.values() for _, c in layers}
+    assert predicted == built
+
+
+def test_gn_det_group_count_not_dividing_names_key_components_and_valid_values():
+    from detectron2.modeling import build_model
+
+    cfg = _gn_det_cfg("Base-GN-RCNN-FPN.yaml", "MODEL.MASK_ON", "True", "MODEL.GN.NUM_GROUPS", "24")
+    problems = {
+        p.message.split(" (")[0].split(" of ")[-1]: p
+        for p in _problems(check_config(cfg), "group-count")
+    }
+    assert set(problems) == {"BACKBONE", "FPN", "BOX_HEAD", "MASK_HEAD"}
+    backbone = problems["BACKBONE"]
+    assert backbone.where == "config key MODEL.GN.NUM_GROUPS"
+    assert "stem has 64" in backbone.message and "res5 output has 2048" in backbone.message
+    assert "valid group counts for every BACKBONE layer: 1, 2, 4, 8, 16, 32, 64" in backbone.message
+    assert "MODEL.GN.BACKBONE.NUM_GROUPS" in backbone.message
+    with pytest.raises(
+        ValueError, match="num_groups=24"
+    ):  # what validation predicted, at build time
+        build_model(cfg)
+
+
+def test_per_component_channels_per_group_override_is_named():
+    cfg = _gn_det_cfg("Base-GN-RCNN-FPN.yaml", "MODEL.GN.BOX_HEAD.CHANNELS_PER_GROUP", "48")
+    [problem] = _problems(check_config(cfg), "group-count")
+    assert problem.where == "config key MODEL.GN.BOX_HEAD.CHANNELS_PER_GROUP"
+    assert (
+        "=48 does not divide the channels of BOX_HEAD" in problem.message
+        and "has 256" in problem.message
+    )
+    assert (
+        "valid channels per group for every BOX_HEAD layer: 1, 2, 4, 8, 16, 32, 64, 128, 256"
+        in problem.message
+    )
+
+
+def test_resnext_bottleneck_width_is_checked():
+    # X-101 32x8d: res2 bottleneck = 32 x 8 = 256 channels, doubling per stage; 96 channels per
+    # group divides none of the backbone widths.
+    cfg = _gn_det_cfg(
+        "COCO-InstanceSegmentation/scratch_mask_rcnn_X_101_32x8d_FPN_3x_gn.yaml",
+        "MODEL.GN.BACKBONE.CHANNELS_PER_GROUP",
+        "96",
+    )
+    [problem] = _problems(check_config(cfg), "group-count")
+    assert problem.where == "config key MODEL.GN.BACKBONE.CHANNELS_PER_GROUP"
+    assert (
+        "res2 bottleneck has 256" in problem.message
+        and "res5 bottleneck has 2048" in problem.message
+    )
