@@ -3,8 +3,7 @@ the run's classes and RNG states as checkpoint data."""
 
 from .atomic import AtomicFileWriter, AtomicWritePathManager, remove_stale_partial_files
 from .checkpointer import SafeDetectionCheckpointer, normalize_pickled_checkpoint
-from .dataset_metadata import as_detectron2_metadata, dataset_metadata_from_config, find_dataset_metadata
-from .fine_tune import CheckpointMismatchError, FineTuneCheckpointer, is_class_specific
+from .fine_tune import CheckpointMismatchError, FineTuneCheckpointer
 from .rng_state import get_rng_state, set_rng_state
 from .safe_load import (
     PICKLE_ALLOWED_GLOBALS,
@@ -25,10 +24,6 @@ __all__ = [
     "normalize_pickled_checkpoint",
     "FineTuneCheckpointer",
     "CheckpointMismatchError",
-    "is_class_specific",
-    "dataset_metadata_from_config",
-    "find_dataset_metadata",
-    "as_detectron2_metadata",
     "get_rng_state",
     "set_rng_state",
     "PICKLE_ALLOWED_GLOBALS",

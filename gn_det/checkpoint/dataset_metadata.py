@@ -22,7 +22,6 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.catalog import Metadata
 
 __all__ = [
-    "DATASET_METADATA_NAME",
     "dataset_metadata_from_config",
     "write_dataset_metadata",
     "find_dataset_metadata",

@@ -16,7 +16,7 @@ from typing import List, Optional, Tuple
 
 from .checkpointer import SafeDetectionCheckpointer
 
-__all__ = ["CLASS_SPECIFIC_PATTERNS", "is_class_specific", "FineTuneCheckpointer", "CheckpointMismatchError"]
+__all__ = ["FineTuneCheckpointer", "CheckpointMismatchError"]
 
 logger = logging.getLogger(__name__)
 

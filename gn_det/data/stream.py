@@ -41,13 +41,7 @@ from detectron2.data import DatasetMapper, build_detection_train_loader
 from detectron2.data.common import AspectRatioGroupedDataset, DatasetFromList, MapDataset, ToIterableDataset
 from detectron2.utils import comm
 
-__all__ = [
-    "ResumableSampler",
-    "PositionSeededDataset",
-    "build_resumable_train_loader",
-    "resumable_sampler_of",
-    "sample_seed",
-]
+__all__ = ["ResumableSampler", "PositionSeededDataset", "build_resumable_train_loader"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +49,7 @@ logger = logging.getLogger(__name__)
 _SAME_RUN_KEYS = ("world_size", "batch_size", "dataset_size", "aspect_ratio_grouping", "sampler", "shuffle_seed")
 
 
-def sample_seed(seed: int, position: int) -> int:
+def _sample_seed(seed: int, position: int) -> int:
     """A 64-bit seed for the image at global stream ``position`` of a run seeded with ``seed``."""
     state = np.random.SeedSequence(entropy=seed, spawn_key=(position,)).generate_state(2, np.uint32)
     return (int(state[0]) << 32) | int(state[1])
@@ -82,7 +76,7 @@ def _generators_seeded(seed: int):
 class PositionSeededDataset(torchdata.Dataset):
     """Maps the ``(seed, position, index)`` keys of ``ResumableSampler``: element ``index`` of
     ``dataset`` (Detectron2's ``MapDataset``: dataset dict -> mapper), loaded with the random
-    generators seeded from ``sample_seed(seed, position)``."""
+    generators seeded from (seed, position)."""
 
     def __init__(self, dataset: torchdata.Dataset):
         self._dataset = dataset
@@ -92,7 +86,7 @@ class PositionSeededDataset(torchdata.Dataset):
 
     def __getitem__(self, key: Tuple[int, int, int]):
         seed, position, index = key
-        with _generators_seeded(sample_seed(seed, position)):
+        with _generators_seeded(_sample_seed(seed, position)):
             return self._dataset[index]
 
 
@@ -108,9 +102,10 @@ class ResumableSampler(torchdata.Sampler):
             resume).
         image_sizes: per dataset index ``(width, height)``, to group batches by aspect ratio as
             Detectron2's ``AspectRatioGroupedDataset`` does; None: consecutive images.
-        seed: the augmentation seed (``sample_seed``), the same on every rank.
+        seed: the augmentation seed, the same on every rank.
 
-    ``continue_from`` sets where iteration starts; ``state`` describes the stream for a checkpoint.
+    ``continue_from`` sets where iteration starts; ``state`` describes the stream for a checkpoint;
+    ``ResumableSampler.of(loader)`` finds it behind a loader.
     """
 
     def __init__(self, sampler, batch_size: int, dataset_size: int, image_sizes: Optional[np.ndarray], seed: int):
@@ -173,6 +168,13 @@ class ResumableSampler(torchdata.Sampler):
             "images_read": self.origin_position + batches_read * self.batch_size * self.world_size,
         }
 
+    @staticmethod
+    def of(data_loader) -> Optional["ResumableSampler"]:
+        """The ``ResumableSampler`` behind a loader from ``build_resumable_train_loader``, else None."""
+        dataset = getattr(data_loader, "dataset", None)
+        sampler = getattr(dataset, "sampler", None) if isinstance(dataset, ToIterableDataset) else None
+        return sampler if isinstance(sampler, ResumableSampler) else None
+
     def continue_from(self, saved: Optional[Dict[str, Any]], start_iter: int) -> str:
         """Start iteration at ``start_iter`` of the run that saved ``saved`` (``state``'s dict, or
         None when the checkpoint has none). Returns what was done, for the log."""
@@ -210,13 +212,6 @@ class ResumableSampler(torchdata.Sampler):
             f"and iteration are restored as usual; the result is statistically like, not equal "
             f"to, the uninterrupted run."
         )
-
-
-def resumable_sampler_of(data_loader) -> Optional[ResumableSampler]:
-    """The ``ResumableSampler`` behind a loader from ``build_resumable_train_loader``, else None."""
-    dataset = getattr(data_loader, "dataset", None)
-    sampler = getattr(dataset, "sampler", None) if isinstance(dataset, ToIterableDataset) else None
-    return sampler if isinstance(sampler, ResumableSampler) else None
 
 
 def _image_sizes(dataset_dicts: List[dict]) -> np.ndarray:

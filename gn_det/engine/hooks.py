@@ -29,7 +29,7 @@ from detectron2.utils import comm
 from fvcore.common.checkpoint import PeriodicCheckpointer
 
 from ..checkpoint.rng_state import get_rng_state, set_rng_state
-from ..data.stream import resumable_sampler_of
+from ..data.stream import ResumableSampler
 
 __all__ = [
     "NonFiniteLossError",
@@ -56,7 +56,7 @@ def _kept(last_checkpoint: Optional[str]) -> str:
     return "No checkpoint had been saved yet."
 
 
-def find_save_schedule(trainer) -> Optional[Tuple[int, int]]:
+def _find_save_schedule(trainer) -> Optional[Tuple[int, int]]:
     """``(period, max_iter)`` of the trainer's ``PeriodicCheckpointer``, known on every rank.
 
     Detectron2 gives the periodic checkpointer to the main process only, so the schedule is
@@ -71,7 +71,7 @@ def find_save_schedule(trainer) -> Optional[Tuple[int, int]]:
     return schedule
 
 
-def saves_after(schedule: Optional[Tuple[int, int]], iteration: int) -> bool:
+def _saves_after(schedule: Optional[Tuple[int, int]], iteration: int) -> bool:
     """Whether the periodic checkpointer saves after ``iteration`` (fvcore's rule)."""
     if schedule is None:
         return False
@@ -161,7 +161,7 @@ class NonFiniteLossHook(HookBase):
 
     def before_train(self):
         self._handle = self.trainer.model.register_forward_hook(self._check_output)
-        self._save_schedule = find_save_schedule(self.trainer)
+        self._save_schedule = _find_save_schedule(self.trainer)
 
     def after_train(self):
         if self._handle is not None:
@@ -182,7 +182,7 @@ class NonFiniteLossHook(HookBase):
             )
 
     def after_step(self):
-        if not saves_after(self._save_schedule, self.trainer.iter):
+        if not _saves_after(self._save_schedule, self.trainer.iter):
             return
         iteration = self.trainer.iter
         model = self.trainer.model
@@ -287,7 +287,7 @@ class RNGStateHook(HookBase):
         self._pending = ranks[rank]
 
     def before_train(self):
-        self._save_schedule = find_save_schedule(self.trainer)
+        self._save_schedule = _find_save_schedule(self.trainer)
         if self._pending is None:
             return
         state = self._pending
@@ -305,7 +305,7 @@ class RNGStateHook(HookBase):
         self._forward_handle = self.trainer.model.register_forward_pre_hook(restore_torch)
 
     def after_step(self):
-        if comm.get_world_size() > 1 and saves_after(self._save_schedule, self.trainer.iter):
+        if comm.get_world_size() > 1 and _saves_after(self._save_schedule, self.trainer.iter):
             self._gathered = (self.trainer.iter, comm.all_gather(get_rng_state()))
 
     def after_train(self):
@@ -330,7 +330,7 @@ class DataStreamHook(HookBase):
         self._saved: Optional[Dict[str, Any]] = None
 
     def _sampler(self):
-        return resumable_sampler_of(self.trainer.data_loader)
+        return ResumableSampler.of(self.trainer.data_loader)
 
     def state_dict(self) -> Dict[str, Any]:
         sampler = self._sampler()

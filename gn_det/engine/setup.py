@@ -40,13 +40,12 @@ __all__ = [
     "build_config",
     "finalize_config",
     "setup",
-    "NUM_CLASSES_KEYS",
 ]
 
 logger = logging.getLogger(__name__)
 
 # Config keys that hold the number of classes, per meta-architecture family.
-NUM_CLASSES_KEYS = ("MODEL.ROI_HEADS.NUM_CLASSES", "MODEL.RETINANET.NUM_CLASSES")
+_NUM_CLASSES_KEYS = ("MODEL.ROI_HEADS.NUM_CLASSES", "MODEL.RETINANET.NUM_CLASSES")
 
 
 def add_dataset_arguments(
@@ -240,7 +239,7 @@ def _set_num_classes_from_datasets(cfg: CfgNode, args) -> None:
                 "datasets with the same categories."
             )
     explicit = _command_line_keys(args)
-    for key in NUM_CLASSES_KEYS:
+    for key in _NUM_CLASSES_KEYS:
         section, sub, leaf = key.split(".")
         current = cfg[section][sub][leaf]
         if current == len(classes0):

@@ -20,7 +20,7 @@ from detectron2.utils.visualizer import ColorMode, Visualizer
 from ..checkpoint.dataset_metadata import as_detectron2_metadata, find_dataset_metadata
 from .train_net import Trainer
 
-__all__ = ["CheckedPredictor", "visualize_predictions", "dataset_images"]
+__all__ = ["CheckedPredictor", "visualize_predictions"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class CheckedPredictor(DefaultPredictor):
             )
 
 
-def dataset_images(dataset_name: str, num_images: int) -> List[dict]:
+def _dataset_images(dataset_name: str, num_images: int) -> List[dict]:
     """The first ``num_images`` records of a registered dataset (Detectron2's dict format)."""
     return list(DatasetCatalog.get(dataset_name))[:num_images]
 
@@ -89,7 +89,7 @@ def visualize_predictions(
             f"the model was trained on the classes {names}, dataset {dataset_name!r} has {truth_names}: "
             "the two panels name classes differently"
         )
-    records = dataset_images(dataset_name, num_images) if dataset_name else [{"file_name": p} for p in image_paths]
+    records = _dataset_images(dataset_name, num_images) if dataset_name else [{"file_name": p} for p in image_paths]
     os.makedirs(output_dir, exist_ok=True)
     written = []
     for record in records:

@@ -14,7 +14,7 @@ from detectron2.data.samplers import RepeatFactorTrainingSampler, TrainingSample
 
 from gn_det import add_gn_config
 from gn_det.data import register_coco_dataset
-from gn_det.data.stream import PositionSeededDataset, ResumableSampler, build_resumable_train_loader, resumable_sampler_of
+from gn_det.data.stream import PositionSeededDataset, ResumableSampler, build_resumable_train_loader
 
 from tiny_run import make_split
 
@@ -168,7 +168,7 @@ def test_loader_batches_do_not_depend_on_workers_or_on_resuming(cfg):
     assert len({i for batch in reference for i, _ in batch}) == 16, "16 different images"
     assert _same(_batches(build_resumable_train_loader(_with_workers(cfg, 2)), 8), reference)
     loader = build_resumable_train_loader(_with_workers(cfg, 2))
-    sampler = resumable_sampler_of(loader)
+    sampler = ResumableSampler.of(loader)
     sampler.continue_from(sampler.state(next_iteration=5), start_iter=5)
     np.random.seed(99)  # a resumed process: other global random state
     assert _same(_batches(loader, 3), reference[5:])
