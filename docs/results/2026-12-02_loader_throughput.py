@@ -6,7 +6,10 @@ Both loaders are built from the same config (the main job's, on the embedded 600
 split: 160 px PNGs, random flip and resize, RLE masks as bitmasks) with the same
 DATALOADER.NUM_WORKERS. Each round builds each loader afresh, drops its first 3 batches (worker
 start-up) and times the next ``--batches``; the two loaders alternate, in rotated order, and the
-medians of the rounds are compared. Writes the JSON next to this script (or ``--output``).
+medians of the rounds are compared. It also times, in the main process, what the stream adds
+per image (deriving the seed, seeding and restoring the generators) against what mapping one
+image costs (Detectron2's DatasetMapper: read, augment, masks), which noise does not blur.
+Writes the JSON next to this script (or ``--output``).
 """
 import argparse
 import itertools
@@ -19,10 +22,10 @@ import torch
 
 import gn_det  # noqa: F401  registers the embedded datasets
 from detectron2.config import get_cfg
-from detectron2.data import build_detection_train_loader
+from detectron2.data import DatasetCatalog, DatasetMapper, build_detection_train_loader
 from gn_det import add_gn_config
 from gn_det.data import prepare_dataset
-from gn_det.data.stream import build_resumable_train_loader
+from gn_det.data.stream import _generators_seeded, _sample_seed, build_resumable_train_loader
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG = os.path.join(REPO, "configs", "Synthetic", "mask_rcnn_R_18_FPN_gn_scratch.yaml")
@@ -38,6 +41,34 @@ def images_per_second(build, cfg, batches: int) -> float:
     seconds = time.perf_counter() - start
     del iterator  # stops the workers
     return images / seconds
+
+
+def per_image_costs(cfg, repeats: int = 2000) -> dict:
+    """Microseconds per image (median of 5): the stream's seeding in the main process
+    (NUM_WORKERS 0: seed, then restore the process's generators) and in a loader worker (seed
+    only), and Detectron2's mapper."""
+    def seeding(restore):
+        start = time.perf_counter()
+        for position in range(repeats):
+            with _generators_seeded(_sample_seed(cfg.SEED, position), restore=restore):
+                pass
+        return (time.perf_counter() - start) / repeats * 1e6
+
+    records = DatasetCatalog.get(cfg.DATASETS.TRAIN[0])[:100]
+    mapper = DatasetMapper(cfg, True)
+
+    def mapping():
+        start = time.perf_counter()
+        for record in records:
+            mapper(record)
+        return (time.perf_counter() - start) / len(records) * 1e6
+
+    main_us = statistics.median(seeding(True) for _ in range(5))
+    worker_us = statistics.median(seeding(False) for _ in range(5))
+    mapping_us = statistics.median(mapping() for _ in range(5))
+    return {"seeding_us_main_process": round(main_us, 1), "seeding_us_worker": round(worker_us, 1),
+            "mapper_us": round(mapping_us, 1), "main_process_fraction": round(main_us / mapping_us, 4),
+            "worker_fraction": round(worker_us / mapping_us, 4)}
 
 
 def loadavg() -> str:
@@ -59,6 +90,8 @@ def main():
     prepare_dataset("gn_det_shapes_train")
     result = {"config": os.path.relpath(CONFIG, REPO), "ims_per_batch": cfg.SOLVER.IMS_PER_BATCH,
               "batches_timed": args.batches, "rounds": args.rounds, "loadavg_before": loadavg(), "workers": {}}
+    result["per_image"] = per_image_costs(cfg)
+    print(f"per image: {json.dumps(result['per_image'])}", flush=True)
     for workers in args.workers:
         run_cfg = cfg.clone()
         run_cfg.DATALOADER.NUM_WORKERS = workers
