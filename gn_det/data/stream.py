@@ -54,7 +54,7 @@ _SAME_RUN_KEYS = ("world_size", "batch_size", "dataset_size", "aspect_ratio_grou
 def _sample_seed(seed: int, position: int) -> int:
     """A 64-bit seed for the image at global stream ``position`` of a run seeded with ``seed``
     (a hash: nearby positions get unrelated seeds; 1 us, where numpy's SeedSequence takes 15)."""
-    digest = hashlib.blake2b(struct.pack("<QQ", seed, position), digest_size=8).digest()
+    digest = hashlib.blake2b(struct.pack("<QQ", seed & 0xFFFFFFFFFFFFFFFF, position), digest_size=8).digest()
     return int.from_bytes(digest, "little")
 
 
