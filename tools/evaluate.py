@@ -4,7 +4,9 @@
     python3 tools/evaluate.py --weights output/main/model_final.pth --dataset-name gn_det_shapes_val
     python3 tools/evaluate.py --weights W.pth --config-file CFG --coco-json val.json --image-root imgs/
 
-Same as ``tools/train_net.py --eval-only``, with the dataset given directly.
+Same as ``tools/train_net.py --eval-only``, with the dataset given directly. A custom dataset
+the checkpoint's run registered with ``--dataset`` is found again by name (its
+``dataset_metadata.json``).
 """
 import gn_det  # noqa: F401  registers gn_det's models and datasets
 

@@ -9,20 +9,11 @@
         --dataset my_val b.json imgs/ DATASETS.TRAIN "('my_train',)" DATASETS.TEST "('my_val',)" \\
         MODEL.WEIGHTS output/model_final.pth                                # fine-tune
 
-Without GPUs, --num-gpus N starts N CPU processes that train together over Gloo.
+Without GPUs, --num-gpus N starts N CPU processes that train together over Gloo. The flow
+(Trainer, main, launch) is gn_det/engine/train_net.py.
 """
 import gn_det  # noqa: F401  registers gn_det's models and datasets
-
-from gn_det.engine import argument_parser, train_net_main, validate_and_launch
-
-
-def main(args):
-    return train_net_main(args)
-
+from gn_det.engine.train_net import invoke_main
 
 if __name__ == "__main__":
-    args = argument_parser().parse_args()
-    print("Command Line Args:", args)
-    # Every check that can fail before a model is built (config, datasets, checkpoint), all at
-    # once, then Detectron2's launch (one process per GPU, or --num-gpus CPU processes on Gloo).
-    validate_and_launch(main, args)
+    invoke_main()

@@ -5,15 +5,22 @@
         --num-images 4 --output output/main/vis
     python3 tools/visualize.py --weights W.pth --config-file CFG --input a.jpg b.jpg --output vis/
 
-For a dataset, each PNG shows the predictions (left) beside the ground truth (right).
+For a dataset, each PNG shows the predictions (left) beside the ground truth (right). Class
+names come from the checkpoint's run, so plain images of a custom dataset get them too.
 """
 import argparse
 
 import gn_det  # noqa: F401  registers gn_det's models and datasets
 from detectron2.utils.logger import setup_logger
 
-from gn_det.engine import build_config, config_file_for_weights, register_datasets_from_args, visualize_predictions
-from gn_det.engine.setup import add_dataset_arguments
+from gn_det.engine import (
+    add_dataset_arguments,
+    build_config,
+    config_file_for_weights,
+    register_datasets_from_args,
+    visualize_predictions,
+)
+from gn_det.engine.setup import datasets_of_run
 
 
 def main():
@@ -32,6 +39,8 @@ def main():
     setup_logger(name="gn_det")
     try:
         args.config_file = args.config_file or config_file_for_weights(args.weights)
+        if args.dataset_name and args.dataset_name not in {d[0] for d in args.dataset}:
+            args.dataset += datasets_of_run(args.weights, [args.dataset_name])
         register_datasets_from_args(args)
         args.opts = list(args.opts or []) + [
             "MODEL.WEIGHTS", args.weights, "MODEL.ROI_HEADS.SCORE_THRESH_TEST", str(args.score_threshold),

@@ -1,8 +1,10 @@
-"""Checkpoints that survive crashes and cannot run code: atomic saves, restricted loading."""
+"""Checkpoints: atomic saves, loads that cannot run code, fine-tuning across class counts, and
+the run's classes and RNG states as checkpoint data."""
 
 from .atomic import AtomicFileWriter, AtomicWritePathManager, remove_stale_partial_files
-from .rng_state import RNGStateHook, get_rng_state, set_rng_state
 from .checkpointer import SafeDetectionCheckpointer, normalize_pickled_checkpoint
+from .fine_tune import CheckpointMismatchError, FineTuneCheckpointer
+from .rng_state import get_rng_state, set_rng_state
 from .safe_load import (
     PICKLE_ALLOWED_GLOBALS,
     TRUST_ENV_VAR,
@@ -19,10 +21,11 @@ __all__ = [
     "AtomicWritePathManager",
     "remove_stale_partial_files",
     "SafeDetectionCheckpointer",
-    "RNGStateHook",
+    "normalize_pickled_checkpoint",
+    "FineTuneCheckpointer",
+    "CheckpointMismatchError",
     "get_rng_state",
     "set_rng_state",
-    "normalize_pickled_checkpoint",
     "PICKLE_ALLOWED_GLOBALS",
     "TRUST_ENV_VAR",
     "CheckpointLoadError",

@@ -1,47 +1,39 @@
 """Training, evaluation and fine-tuning on Detectron2's engine.
 
-``setup(args)`` builds and finalizes a run's config; ``Trainer`` is Detectron2's DefaultTrainer
-with COCO AP reports and a fine-tuning checkpointer; ``train_net_main`` is tools/train_net.py.
+``train_net.py`` holds the flow of tools/train_net.py (``Trainer``, ``train_net_main``),
+``setup.py`` the command lines and the config set-up, ``hooks.py`` the training hooks,
+``visualize.py`` prediction and drawing.
 """
-from .checkpoint import CheckpointMismatchError, FineTuneCheckpointer, is_class_specific
-from .runs import (
+from .setup import (
+    add_dataset_arguments,
+    argument_parser,
+    build_config,
     config_file_for_weights,
     evaluate_args_to_train_args,
     evaluate_argument_parser,
-    evaluate_checkpoint,
-    load_for_inference,
-    train_net_main,
-)
-from .setup import (
-    argument_parser,
-    build_config,
     finalize_config,
     launch_from_args,
     register_datasets_from_args,
     setup,
     validate_and_launch,
 )
-from .trainer import Trainer
+from .train_net import Trainer, train_net_main
 from .visualize import CheckedPredictor, visualize_predictions
 
 __all__ = [
-    "CheckpointMismatchError",
-    "FineTuneCheckpointer",
-    "is_class_specific",
+    "add_dataset_arguments",
+    "argument_parser",
+    "build_config",
     "config_file_for_weights",
     "evaluate_args_to_train_args",
     "evaluate_argument_parser",
-    "evaluate_checkpoint",
-    "load_for_inference",
-    "train_net_main",
-    "argument_parser",
-    "build_config",
     "finalize_config",
     "launch_from_args",
     "register_datasets_from_args",
     "setup",
     "validate_and_launch",
     "Trainer",
+    "train_net_main",
     "CheckedPredictor",
     "visualize_predictions",
 ]

@@ -1,13 +1,19 @@
-"""Command line and config set-up shared by gn_det's tools (Detectron2's conventions).
+"""Command lines and config set-up of gn_det's tools (Detectron2's conventions).
 
 ``setup(args)`` is the one place where a run's config is built and finalized, before any model
 exists: get_cfg + add_gn_config, datasets registered from ``--dataset``, the YAML and trailing
 overrides merged, ``finalize_config`` (class count from the datasets, consistency checks),
-freeze, then Detectron2's ``default_setup`` (logging, config.yaml, seeds). Checks that must run
-before a model is built belong in ``finalize_config``.
+freeze, then Detectron2's ``default_setup`` (logging, config.yaml, seeds) and, for training,
+``dataset_metadata.json`` (the run's classes) beside config.yaml. Checks that must run before a
+model is built belong in ``finalize_config``.
+
+The parsers: ``argument_parser`` (tools/train_net.py: Detectron2's flags plus ``--dataset``) and
+``evaluate_argument_parser`` (tools/evaluate.py), whose arguments ``evaluate_args_to_train_args``
+turns into train_net's ``--eval-only``.
 """
 import argparse
 import logging
+import os
 from typing import List, Optional
 
 from detectron2.config import CfgNode, get_cfg
@@ -16,6 +22,7 @@ from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
+from ..checkpoint.dataset_metadata import dataset_metadata_from_config, find_dataset_metadata, write_dataset_metadata
 from ..config import add_gn_config
 from ..data import prepare_dataset, register_coco_dataset
 from ..validation import add_validation_arguments, use_cleaned_datasets, validate_args_or_exit
@@ -23,19 +30,22 @@ from ..validation import add_validation_arguments, use_cleaned_datasets, validat
 __all__ = [
     "argument_parser",
     "add_dataset_arguments",
+    "evaluate_argument_parser",
+    "evaluate_args_to_train_args",
+    "config_file_for_weights",
+    "datasets_of_run",
     "launch_from_args",
     "validate_and_launch",
     "register_datasets_from_args",
     "build_config",
     "finalize_config",
     "setup",
-    "NUM_CLASSES_KEYS",
 ]
 
 logger = logging.getLogger(__name__)
 
 # Config keys that hold the number of classes, per meta-architecture family.
-NUM_CLASSES_KEYS = ("MODEL.ROI_HEADS.NUM_CLASSES", "MODEL.RETINANET.NUM_CLASSES")
+_NUM_CLASSES_KEYS = ("MODEL.ROI_HEADS.NUM_CLASSES", "MODEL.RETINANET.NUM_CLASSES")
 
 
 def add_dataset_arguments(
@@ -84,6 +94,96 @@ def validate_and_launch(main_fn, args: argparse.Namespace):
 def register_datasets_from_args(args) -> None:
     for name, json_file, image_root in getattr(args, "dataset", None) or []:
         register_coco_dataset(name, json_file, image_root)
+
+
+def config_file_for_weights(weights: str) -> str:
+    """The config.yaml that Detectron2's default_setup saved next to a checkpoint."""
+    path = os.path.join(os.path.dirname(os.path.abspath(weights)), "config.yaml")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"no --config-file given and no config.yaml next to {weights!r} ({path}); pass the "
+            "config the checkpoint was trained with"
+        )
+    return path
+
+
+def datasets_of_run(weights: str, names) -> List[List[str]]:
+    """``--dataset`` entries (name, json, image dir) for those of ``names`` that are not
+    registered in this process but that the run of ``weights`` recorded in its dataset metadata
+    (a custom dataset registered with ``--dataset`` when it trained)."""
+    missing = [n for n in names if n and n not in DatasetCatalog]
+    if not missing:
+        return []
+    recorded = (find_dataset_metadata(weights) or {}).get("datasets", {})
+    entries = []
+    for name in missing:
+        entry = recorded.get(name, {})
+        if entry.get("json_file") and entry.get("image_root"):
+            entries.append([name, entry["json_file"], entry["image_root"]])
+    return entries
+
+
+def evaluate_argument_parser() -> argparse.ArgumentParser:
+    """``tools/evaluate.py``: a checkpoint and a dataset (registered name, or COCO json + images)."""
+    parser = argparse.ArgumentParser(
+        description="COCO box/mask AP of a checkpoint on a dataset; writes ap_report.json/.md.",
+        epilog="Example: python3 tools/evaluate.py --weights output/main/model_final.pth "
+        "--dataset-name gn_det_shapes_val",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--weights", required=True, metavar="PTH", help="checkpoint to evaluate")
+    parser.add_argument("--config-file", default="", metavar="FILE",
+                        help="config of the checkpoint (default: config.yaml next to --weights)")
+    parser.add_argument("--dataset-name", default="",  metavar="NAME",
+                        help="dataset to evaluate on: registered, or one the checkpoint's run was "
+                        "trained/tested on (its dataset_metadata.json); or the name for --coco-json")
+    parser.add_argument("--coco-json", default="", metavar="JSON", help="COCO instances json to evaluate on")
+    parser.add_argument("--image-root", default="", metavar="DIR", help="image directory of --coco-json")
+    parser.add_argument("--output", default="", metavar="DIR",
+                        help="where ap_report.json goes (default: <weights dir>/evaluation/<dataset>)")
+    parser.add_argument("--num-gpus", type=int, default=1, help="processes per machine (GPUs, or CPU with Gloo)")
+    parser.add_argument("--num-machines", type=int, default=1)
+    parser.add_argument("--machine-rank", type=int, default=0)
+    parser.add_argument("--dist-url", default="auto")
+    add_dataset_arguments(parser)
+    add_validation_arguments(parser)
+    parser.add_argument("opts", nargs=argparse.REMAINDER, default=None,
+                        help="config overrides: KEY VALUE pairs, as for train_net.py")
+    return parser
+
+
+def evaluate_args_to_train_args(args) -> argparse.Namespace:
+    """Translate ``tools/evaluate.py``'s arguments into ``train_net_main``'s (``--eval-only``)."""
+    datasets = list(args.dataset or [])
+    if args.coco_json or args.image_root:
+        if not (args.coco_json and args.image_root):
+            raise ValueError("--coco-json and --image-root go together (the json and its image directory)")
+        name = args.dataset_name or os.path.splitext(os.path.basename(args.coco_json))[0]
+        datasets.append([name, args.coco_json, args.image_root])
+    elif args.dataset_name:
+        name = args.dataset_name
+        if name not in {d[0] for d in datasets}:
+            datasets += datasets_of_run(args.weights, [name])
+    else:
+        raise ValueError("name a dataset: --dataset-name NAME (registered), or --coco-json JSON --image-root DIR")
+    output = args.output or os.path.join(os.path.dirname(os.path.abspath(args.weights)), "evaluation", name)
+    opts = list(args.opts or []) + [
+        "MODEL.WEIGHTS", args.weights, "DATASETS.TEST", repr((name,)), "OUTPUT_DIR", output,
+    ]
+    return argparse.Namespace(
+        config_file=args.config_file or config_file_for_weights(args.weights),
+        opts=opts,
+        dataset=datasets,
+        eval_only=True,
+        resume=False,
+        num_gpus=args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        skip_invalid=args.skip_invalid,
+        trust_checkpoint=args.trust_checkpoint,
+        no_image_check=args.no_image_check,
+    )
 
 
 def build_config(args) -> CfgNode:
@@ -139,7 +239,7 @@ def _set_num_classes_from_datasets(cfg: CfgNode, args) -> None:
                 "datasets with the same categories."
             )
     explicit = _command_line_keys(args)
-    for key in NUM_CLASSES_KEYS:
+    for key in _NUM_CLASSES_KEYS:
         section, sub, leaf = key.split(".")
         current = cfg[section][sub][leaf]
         if current == len(classes0):
@@ -182,7 +282,8 @@ def setup(args) -> CfgNode:
     """Build, finalize and freeze the config of a run, and set up logging and the output dir.
 
     Called once per process (also in each process that ``launch`` starts), before the model is
-    built. Generated datasets named in the config are created here, once per machine.
+    built. Generated datasets named in the config are created here, once per machine. A training
+    run writes its classes to ``OUTPUT_DIR/dataset_metadata.json`` (main process).
     """
     cfg = build_config(args)
     # gn_det's own log lines (class counts, datasets) go to the same stdout/log.txt as Detectron2's.
@@ -193,6 +294,10 @@ def setup(args) -> CfgNode:
     finalize_config(cfg, args)
     cfg.freeze()
     default_setup(cfg, args)
+    if comm.is_main_process() and not getattr(args, "eval_only", False) and cfg.OUTPUT_DIR:
+        metadata = dataset_metadata_from_config(cfg)
+        if metadata is not None:  # next to config.yaml: the classes travel with the run
+            write_dataset_metadata(cfg.OUTPUT_DIR, metadata)
     if comm.get_local_rank() == 0:
         for name in list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST):
             prepare_dataset(name)

@@ -10,7 +10,7 @@ from detectron2.engine import SimpleTrainer, hooks
 from detectron2.engine.launch import launch
 
 from gn_det.checkpoint import SafeDetectionCheckpointer
-from gn_det.engine.nonfinite import NonFiniteLossError, NonFiniteLossHook, NonFiniteWeightsError
+from gn_det.engine.hooks import NonFiniteLossError, NonFiniteLossHook, NonFiniteWeightsError
 
 
 class TwoLossModel(torch.nn.Module):

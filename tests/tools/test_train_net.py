@@ -11,8 +11,8 @@ import pytest
 import torch
 from detectron2.data import MetadataCatalog
 
+from gn_det.checkpoint import CheckpointMismatchError
 from gn_det.engine import (
-    CheckpointMismatchError,
     Trainer,
     setup,
     train_net_main,

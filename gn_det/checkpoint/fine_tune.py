@@ -5,7 +5,8 @@ generic "double check if this is expected" warning per tensor. For fine-tuning t
 and too quiet: only the class-specific prediction layers may differ. ``FineTuneCheckpointer``
 re-initializes those (the model keeps its fresh initialization for them), reports them in the log
 and in ``fine_tune_report.json``, and refuses any other shape mismatch, which means the config
-does not describe the checkpoint's model.
+does not describe the checkpoint's model. ``load_for_inference`` is the stricter load for
+evaluation and prediction, and every save carries the run's classes (``dataset_metadata``).
 """
 import json
 import logging
@@ -13,9 +14,9 @@ import os
 import re
 from typing import List, Optional, Tuple
 
-from ..checkpoint import SafeDetectionCheckpointer
+from .checkpointer import SafeDetectionCheckpointer
 
-__all__ = ["CLASS_SPECIFIC_PATTERNS", "is_class_specific", "FineTuneCheckpointer", "CheckpointMismatchError"]
+__all__ = ["FineTuneCheckpointer", "CheckpointMismatchError"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,12 +56,39 @@ class FineTuneCheckpointer(SafeDetectionCheckpointer):
     After ``load``, ``reinitialized`` lists ``(key, checkpoint shape, model shape)`` of the
     class-specific weights that were not loaded; every other weight either loaded or is reported
     by Detectron2 as missing/unexpected (as usual).
+
+    Args:
+        dataset_metadata: saved under ``dataset_metadata`` in every checkpoint (the classes of the
+            run, see ``gn_det.checkpoint.dataset_metadata``); None saves none.
+        Other arguments: as ``SafeDetectionCheckpointer``.
     """
 
-    def __init__(self, model, save_dir="", **kwargs):
+    def __init__(self, model, save_dir="", *, dataset_metadata: Optional[dict] = None, **kwargs):
         super().__init__(model, save_dir, **kwargs)
+        self.dataset_metadata = dataset_metadata
         self.reinitialized: List[Tuple[str, Shape, Shape]] = []
         self._loading_path = None
+
+    def save(self, name: str, **kwargs) -> None:
+        if self.dataset_metadata is not None:
+            kwargs.setdefault("dataset_metadata", self.dataset_metadata)
+        super().save(name, **kwargs)
+
+    def load_for_inference(self, weights: str, dataset_hint: str = "") -> dict:
+        """Load ``weights`` for evaluation or prediction; returns the checkpoint's extra data.
+
+        Unlike fine-tuning, every class-specific weight must fit, or the predictions would come
+        from untrained layers. ``dataset_hint`` ends the error message (which classes were asked
+        for)."""
+        extra = self.load(weights, checkpointables=[])
+        if self.reinitialized:
+            key, before, after = self.reinitialized[0]
+            raise ValueError(
+                f"checkpoint {weights!r} was trained for another number of classes than the model "
+                f"({key}: {before} in the checkpoint, {after} in the model){dataset_hint}. Evaluate it "
+                "on a dataset with the classes it was trained on, or fine-tune it first."
+            )
+        return extra
 
     def load(self, path, *args, **kwargs):
         self._loading_path = path
