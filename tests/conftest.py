@@ -19,3 +19,11 @@ torch.set_num_threads(1)
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+def pytest_configure(config):
+    # Known-harmless third-party warnings: the one list is gn_det/third_party_warnings.py.
+    from gn_det.third_party_warnings import pytest_filter_lines
+
+    for line in pytest_filter_lines():
+        config.addinivalue_line("filterwarnings", line)

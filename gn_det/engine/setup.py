@@ -26,6 +26,7 @@ from ..checkpoint.dataset_metadata import dataset_metadata_from_config, find_dat
 from ..config import add_gn_config
 from ..data import prepare_dataset, register_coco_dataset
 from ..validation import add_validation_arguments, use_cleaned_datasets, validate_args_or_exit
+from ..third_party_warnings import ignore_third_party_warnings
 
 __all__ = [
     "argument_parser",
@@ -285,6 +286,7 @@ def setup(args) -> CfgNode:
     built. Generated datasets named in the config are created here, once per machine. A training
     run writes its classes to ``OUTPUT_DIR/dataset_metadata.json`` (main process).
     """
+    ignore_third_party_warnings()  # the known-harmless ones only (gn_det/third_party_warnings.py)
     cfg = build_config(args)
     # gn_det's own log lines (class counts, datasets) go to the same stdout/log.txt as Detectron2's.
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="gn_det")

@@ -1,0 +1,43 @@
+"""The one list of known-harmless warnings that third-party code (Detectron2, pycocotools, torch)
+prints under the pinned versions, and the one place that silences them.
+
+Each entry names the code that warns and why it is harmless here. The test suite adds these
+to pytest's filters (tests/conftest.py); gn_det's tools install them in every process they run
+(``gn_det.engine.setup``). Plain ``import gn_det`` changes no warning filter of the caller's.
+A warning from gn_det's own code is never listed here: it is fixed instead.
+"""
+import warnings
+from typing import List, Tuple
+
+__all__ = ["THIRD_PARTY_WARNINGS", "ignore_third_party_warnings", "pytest_filter_lines"]
+
+# (category, start of the message (a regex, as warnings.filterwarnings takes it; no ":", which
+# pytest's filter lines use as a separator), who and why)
+THIRD_PARTY_WARNINGS: List[Tuple[type, str, str]] = [
+    (FutureWarning, r"`broadcast_buffers` is deprecated",
+     "Detectron2's create_ddp_model passes broadcast_buffers=False to DDP, deprecated in torch 2.13"),
+    (UserWarning, r"The given NumPy array is not writable",
+     "Detectron2's annotations_to_instances wraps pycocotools' read-only decoded masks; "
+     "the tensor is only read"),
+    (UserWarning, r"torch\.meshgrid. in an upcoming release, it will be required to pass the indexing",
+     "Detectron2's anchor generator calls torch.meshgrid without indexing (its 'ij' default)"),
+    (DeprecationWarning, r"__array__ implementation doesn't accept a copy keyword",
+     "pycocotools' mask.decode/encode and Detectron2's COCOEvaluator under numpy 2"),
+    (DeprecationWarning, r"The 'warn' method is deprecated",
+     "Detectron2's COCOEvaluator logs 'No predictions from the model!' with Logger.warn"),
+    (DeprecationWarning, r"`torch\.jit\.script` is deprecated",
+     "Detectron2 scripts some of its layers at import"),
+    (UserWarning, r"pkg_resources is deprecated",
+     "detectron2.model_zoo imports pkg_resources (hence setuptools<81)"),
+]
+
+
+def ignore_third_party_warnings() -> None:
+    """Silence the listed warnings in this process (idempotent)."""
+    for category, message, _why in THIRD_PARTY_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
+
+
+def pytest_filter_lines() -> List[str]:
+    """The same list as pytest ``filterwarnings`` lines (``ignore:message:Category``)."""
+    return [f"ignore:{message}:{category.__name__}" for category, message, _why in THIRD_PARTY_WARNINGS]
