@@ -1,23 +1,29 @@
 """Config checks, run before anything is built.
 
-``check_config_sources`` reads a YAML file (and its ``_BASE_`` chain) plus command-line overrides
-and reports every unknown key and every value of the wrong type, each with the file (and line)
-it came from, where Detectron2's merge stops at the first one with a bare ``KeyError``.
+``check_config_sources`` loads a YAML file and its ``_BASE_`` chain with fvcore and merges it and
+the command-line overrides with yacs, exactly as training does, adding only what they lack: where
+yacs stops at the first bad key with a bare ``KeyError``, this reports every unknown key (with
+the file and line it came from and a "did you mean") and every value of the wrong type at once.
 ``check_config`` checks a merged config: registered names, GN group counts against the channels
-each component will have, the batch size against the number of processes, dataset names.
+each component will have, the ResNet and batch rules (from ``modeling.resnet`` and
+``batch_scaling``, their one copy), dataset names.
 """
 
+import copy
 import difflib
 import math
 import os
+import re
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import yaml
 from detectron2.config import CfgNode, get_cfg
 from detectron2.data import DatasetCatalog
 
+from ..batch_scaling import images_per_process
 from ..config import COMPONENT_NORM_KEYS, add_gn_config, config_value, gn_settings
 from ..layers import NORM_NAMES, resolve_num_groups
+from ..modeling.resnet import BLOCKS_PER_STAGE, resnet_config_problems, resnet_stage_kwargs
 from .report import ValidationReport
 
 __all__ = [
@@ -25,17 +31,9 @@ __all__ = [
     "check_config_sources",
     "check_config",
     "component_channels",
-    "RESNET_BLOCKS_PER_STAGE",
 ]
 
-BASE_KEY = "_BASE_"
-RESNET_BLOCKS_PER_STAGE = {
-    18: (2, 2, 2, 2),
-    34: (3, 4, 6, 3),
-    50: (3, 4, 6, 3),
-    101: (3, 4, 23, 3),
-    152: (3, 8, 36, 3),
-}
+BASE_KEY = "_BASE_"  # fvcore's key for inherited files
 # Names Detectron2's own get_norm accepts (its modules, when gn_det's are not used).
 _D2_NORM_NAMES = (
     "BN",
@@ -49,6 +47,8 @@ _D2_NORM_NAMES = (
     "",
 )
 _D2_GN_GROUPS = 32  # Detectron2's get_norm("GN") is nn.GroupNorm(32, C)
+# yacs ends its type-mismatch message with the key; the only way it names the key it rejected.
+_YACS_KEY_IN_MESSAGE = re.compile(r"for config key: (\S+)")
 
 
 def default_base_cfg() -> CfgNode:
@@ -61,6 +61,47 @@ def default_base_cfg() -> CfgNode:
 # ----------------------------------------------------------------------------------------------
 # Sources: YAML files and overrides
 # ----------------------------------------------------------------------------------------------
+
+
+class _BaseCycle(Exception):
+    pass
+
+
+class _EmptyFile(Exception):
+    pass
+
+
+def _load_chain(path: str) -> Tuple[dict, List[str]]:
+    """fvcore's ``load_yaml_with_base`` on ``path``, also returning every file it read.
+
+    Files come in merge order (bases before the files that inherit them). A subclass observes
+    fvcore's recursive calls; fvcore itself resolves the paths and merges. A ``_BASE_`` cycle,
+    which fvcore would follow until RecursionError, raises ``_BaseCycle`` naming the chain.
+    """
+    files: List[str] = []
+    stack: List[str] = []
+
+    class _Recorder(CfgNode):
+        @classmethod
+        def load_yaml_with_base(cls, filename, allow_unsafe=False):
+            real = os.path.realpath(os.path.expanduser(filename))
+            if real in stack:
+                raise _BaseCycle(" -> ".join(stack + [real]))
+            stack.append(real)
+            try:
+                # allow_unsafe=False: a YAML tag that runs code is reported, not executed.
+                loaded = super().load_yaml_with_base(filename, allow_unsafe=False)
+            except TypeError:
+                with cls._open_cfg(filename) as f:
+                    if yaml.safe_load(f) is None:  # fvcore fails on it with a bare TypeError
+                        raise _EmptyFile(filename) from None
+                raise
+            finally:
+                stack.pop()
+            files.append(filename)
+            return loaded
+
+    return _Recorder.load_yaml_with_base(path), files
 
 
 def _key_lines(text: str) -> Dict[str, int]:
@@ -97,9 +138,21 @@ def _leaf_index(cfg: CfgNode, prefix: str = "") -> Dict[str, List[str]]:
     return index
 
 
-def _suggest(full_key: str, node: CfgNode, index: Dict[str, List[str]]) -> str:
-    key = full_key.rsplit(".", 1)[-1]
-    parent = full_key.rsplit(".", 1)[0] + "." if "." in full_key else ""
+def _deepest_node(cfg: CfgNode, full_key: str) -> Tuple[CfgNode, str]:
+    """The deepest config group on the path of ``full_key`` and the key's first missing part,
+    as a dotted key (e.g. ``MODEL.FPN.NROM`` -> (cfg.MODEL.FPN, "MODEL.FPN.NROM"))."""
+    node, prefix = cfg, ""
+    for part in full_key.split(".")[:-1]:
+        if part not in node or not isinstance(node[part], CfgNode):
+            return node, prefix + part
+        node, prefix = node[part], prefix + part + "."
+    return node, full_key
+
+
+def _suggest(cfg: CfgNode, full_key: str, index: Dict[str, List[str]]) -> str:
+    node, missing = _deepest_node(cfg, full_key)
+    key = missing.rsplit(".", 1)[-1]
+    parent = missing.rsplit(".", 1)[0] + "." if "." in missing else ""
     close = [parent + k for k in difflib.get_close_matches(key, list(node.keys()), n=3, cutoff=0.6)]
     elsewhere = [k for k in index.get(key, []) if k not in close][:8]
     hints = []
@@ -116,184 +169,169 @@ def _suggest(full_key: str, node: CfgNode, index: Dict[str, List[str]]) -> str:
     return "; ".join(hints)
 
 
-class _SourceChecker:
-    """Applies YAML files and overrides key by key to a scratch config, recording problems.
+def _is_known(cfg: CfgNode, full_key: str) -> bool:
+    """Whether yacs would accept ``full_key`` from a file: it exists, or sits under a group that
+    allows new keys, or yacs skips it as deprecated."""
+    if cfg.key_is_deprecated(full_key):
+        return True
+    node = cfg
+    for part in full_key.split("."):
+        if not isinstance(node, CfgNode):
+            return True  # a value given as a mapping: yacs' merge reports the type
+        if part not in node:
+            return node.is_new_allowed()
+        node = node[part]
+    return True
 
-    The scratch config ends up as Detectron2's merge would make it, minus the rejected keys, so
-    the semantic checks can still run when some keys were bad.
+
+def _flat_keys(data: dict, prefix: str = "") -> List[str]:
+    """Every dotted key of a loaded YAML mapping, parents before children."""
+    keys = []
+    for key, value in data.items():
+        full = prefix + str(key)
+        keys.append(full)
+        if isinstance(value, dict):
+            keys.extend(_flat_keys(value, full + "."))
+    return keys
+
+
+def _unknown_key_message(cfg: CfgNode, full_key: str, index) -> str:
+    if cfg.key_is_renamed(full_key):
+        try:
+            cfg.raise_key_rename_error(full_key)
+        except KeyError as e:  # yacs' own message says what the key is called now
+            return str(e.args[0] if e.args else e)
+    return (
+        f"{full_key} is not a config key (Detectron2 would stop with KeyError: 'Non-existent "
+        f"config key: {full_key}'); {_suggest(cfg, full_key, index)}"
+    )
+
+
+def _report_unknown_keys(
+    cfg: CfgNode, texts: Dict[str, str], report: ValidationReport, index
+) -> List[str]:
+    """Report every key of every file in the chain that the defaults lack; return those keys.
+
+    Each file's own keys (not the merged result) are compared, so a key is named in the file and
+    at the line where it is written.
     """
-
-    def __init__(self, base: CfgNode, report: ValidationReport):
-        self.cfg = base
-        self.report = report
-        self.index = _leaf_index(base)
-
-    def apply_file(self, path: str, stack: Tuple[str, ...] = ()) -> None:
-        path = os.path.expanduser(path)
-        if path in stack:
-            self.report.add("config-file", path, f"_BASE_ cycle: {' -> '.join(stack + (path,))}")
-            return
-        if not os.path.isfile(path):
-            self.report.add("config-file", path, "config file not found")
-            return
-        try:
-            with open(path, "r") as f:
-                text = f.read()
-        except (OSError, UnicodeDecodeError) as e:
-            self.report.add("config-file", path, f"cannot read the config file: {e}")
-            return
-        try:
-            data = yaml.safe_load(text)
-        except yaml.constructor.ConstructorError as e:
-            self.report.add(
-                "config-file",
-                f"{path}:{e.problem_mark.line + 1 if e.problem_mark else '?'}",
-                f"uses a YAML tag that can run code ({e.problem}); use plain YAML values",
-            )
-            return
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f"{path}:{mark.line + 1}" if mark else path
-            self.report.add("config-file", where, f"not valid YAML: {getattr(e, 'problem', e)}")
-            return
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            self.report.add(
-                "config-file",
-                path,
-                f"the top level must be a mapping of keys, got {type(data).__name__}",
-            )
-            return
+    unknown: List[str] = []
+    for path, text in texts.items():
+        own = yaml.safe_load(text) or {}
+        own.pop(BASE_KEY, None)
         lines = _key_lines(text)
-        bases = data.pop(BASE_KEY, None)
-        if bases is not None:
-            for base in bases if isinstance(bases, list) else [bases]:
-                if not isinstance(base, str):
-                    self.report.add(
-                        "config-file",
-                        f"{path}:{lines.get(BASE_KEY, '?')}",
-                        f"_BASE_ entries must be paths, got {base!r}",
-                    )
-                    continue
-                base = os.path.expanduser(base)
-                if not base.startswith(("/", "http://", "https://")):
-                    base = os.path.join(os.path.dirname(path), base)
-                self.apply_file(base, stack + (path,))
-        self._apply_mapping(
-            self.cfg, data, "", lambda key: f"{path}:{lines[key]}" if key in lines else path
-        )
-
-    def apply_overrides(self, opts: Sequence[str]) -> None:
-        opts = list(opts or [])
-        if len(opts) % 2:
-            self.report.add(
-                "unknown-key",
-                "command line",
-                f"overrides must be KEY VALUE pairs; {opts[-1]!r} has no value",
-            )
-            opts = opts[:-1]
-        for key, value in zip(opts[0::2], opts[1::2]):
-            self._apply_leaf_path(key, value, f"command-line override {key}")
-
-    def _apply_mapping(
-        self, node: CfgNode, data: dict, prefix: str, where: Callable[[str], str]
-    ) -> None:
-        for key, value in data.items():
-            full = prefix + str(key)
-            if key not in node:
-                if node.is_new_allowed():
-                    node[key] = CfgNode(value) if isinstance(value, dict) else value
-                    continue
-                if self._deprecated_or_renamed(full, where(full)):
-                    continue
-                self.report.add(
-                    "unknown-key",
-                    where(full),
-                    f"{full} is not a config key (Detectron2 would stop with KeyError: 'Non-existent "
-                    f"config key: {full}'); {_suggest(full, node, self.index)}",
-                )
+        reported_parents: List[str] = []
+        for key in _flat_keys(own):
+            if any(key.startswith(p + ".") for p in reported_parents) or _is_known(cfg, key):
                 continue
-            current = node[key]
-            if isinstance(current, CfgNode):
-                if isinstance(value, dict):
-                    self._apply_mapping(current, value, full + ".", where)
-                else:
-                    self.report.add(
-                        "config-type",
-                        where(full),
-                        f"{full} is a group of keys ({full}.*), not a value; got {value!r}",
-                    )
-                continue
-            if isinstance(value, dict):
-                self.report.add(
-                    "config-type",
-                    where(full),
-                    f"{full} takes a {type(current).__name__} (default {current!r}), not a mapping",
-                )
-                continue
-            self._set_leaf(full, value, where(full))
+            reported_parents.append(key)
+            where = f"{path}:{lines[key]}" if key in lines else path
+            report.add("unknown-key", where, _unknown_key_message(cfg, key, index))
+            unknown.append(key)
+    return unknown
 
-    def _apply_leaf_path(self, full: str, value, where: str) -> None:
-        node = self.cfg
-        parts = full.split(".")
-        prefix = ""
-        for part in parts[:-1]:
-            if part not in node or not isinstance(node[part], CfgNode):
-                if self._deprecated_or_renamed(full, where):
-                    return
-                self.report.add(
-                    "unknown-key",
-                    where,
-                    f"{full} is not a config key; {_suggest(prefix + part, node, self.index)}",
-                )
-                return
-            node = node[part]
-            prefix += part + "."
-        if parts[-1] not in node:
-            if node.is_new_allowed():
-                node[parts[-1]] = CfgNode._decode_cfg_value(value)
-                return
-            if self._deprecated_or_renamed(full, where):
-                return
-            self.report.add(
-                "unknown-key",
-                where,
-                f"{full} is not a config key; {_suggest(full, node, self.index)}",
-            )
-            return
-        if isinstance(node[parts[-1]], CfgNode):
-            self.report.add(
-                "config-type", where, f"{full} is a group of keys ({full}.*), not a value"
-            )
-            return
-        self._set_leaf(full, value, where)
 
-    def _set_leaf(self, full: str, value, where: str) -> None:
-        # yacs' own decoding and type coercion, exactly as Detectron2's merge applies them.
+def _pop_key(data: dict, full_key: str) -> bool:
+    *parents, leaf = full_key.split(".")
+    for part in parents:
+        data = data.get(part)
+        if not isinstance(data, dict):
+            return False
+    return data.pop(leaf, _MISSING) is not _MISSING
+
+
+_MISSING = object()
+
+
+def _type_message(cfg: CfgNode, full_key: str, value, error: Exception) -> str:
+    default = config_value(cfg, full_key)
+    if isinstance(default, CfgNode):
+        return f"{full_key} is a group of keys ({full_key}.*), not a value; got {value!r}"
+    if isinstance(value, dict):
+        return f"{full_key} takes a {type(default).__name__} (default {default!r}), not a mapping"
+    return (
+        f"{full_key}={value!r} has the wrong type: expected {type(default).__name__} like "
+        f"the default {default!r} ({error})"
+    )
+
+
+def _merge_loaded(
+    base_cfg: Callable[[], CfgNode],
+    loaded: dict,
+    texts: Dict[str, str],
+    report: ValidationReport,
+) -> CfgNode:
+    """yacs' merge of the loaded mapping into ``base_cfg()``; each value yacs rejects is reported
+    (with the file and line of the last file that sets it) and left out, and the merge repeated,
+    so every wrong type is named and the result holds all the good keys."""
+    files = list(texts)
+    lines = {}
+    for path, text in texts.items():  # merge order: the last file setting a key gave its value
+        lines.update({k: f"{path}:{n}" for k, n in _key_lines(text).items()})
+    pending = copy.deepcopy(loaded)
+    while True:
+        cfg = base_cfg()
         try:
-            self.cfg.merge_from_list([full, value])
-        except (ValueError, AssertionError, KeyError) as e:
-            default = self.cfg
-            for part in full.split("."):
-                default = default[part]
-            self.report.add(
-                "config-type",
-                where,
-                f"{full}={value!r} has the wrong type: expected {type(default).__name__} like "
-                f"the default {default!r} ({e})",
-            )
+            cfg.merge_from_other_cfg(type(cfg)(pending))
+            return cfg
+        except (ValueError, KeyError, AssertionError) as e:
+            match = _YACS_KEY_IN_MESSAGE.search(str(e))
+            key = match.group(1) if match else None
+            if key is None:
+                report.add(
+                    "config-merge",
+                    files[-1] if files else "config",
+                    f"Detectron2 cannot merge the config: {type(e).__name__}: {e}",
+                )
+                return base_cfg()
+            value = pending
+            for part in key.split("."):
+                value = value[part]
+            report.add("config-type", lines.get(key, files[-1]), _type_message(cfg, key, value, e))
+            if not _pop_key(pending, key):  # cannot happen for a key yacs found; never loop
+                return cfg
 
-    def _deprecated_or_renamed(self, full: str, where: str) -> bool:
-        if self.cfg.key_is_deprecated(full):
-            return True
-        if self.cfg.key_is_renamed(full):
-            try:
-                self.cfg.raise_key_rename_error(full)
-            except KeyError as e:  # yacs' own message says what the key is called now
-                self.report.add("unknown-key", where, str(e.args[0] if e.args else e))
-            return True
-        return False
+
+def _load_problem(path: str, error: Exception) -> Tuple[str, str]:
+    """``(where, message)`` for an error fvcore raised while loading a YAML chain."""
+    if isinstance(error, _BaseCycle):
+        return path, f"_BASE_ cycle: {error}"
+    if isinstance(error, _EmptyFile):
+        return str(error), "the config file is empty; Detectron2 cannot merge it (write at least one key)"
+    if isinstance(error, FileNotFoundError):
+        return error.filename or path, "config file not found"
+    if isinstance(error, yaml.MarkedYAMLError):
+        mark = error.problem_mark
+        where = f"{mark.name}:{mark.line + 1}" if mark else path
+        if isinstance(error, yaml.constructor.ConstructorError):
+            return where, f"uses a YAML tag that can run code ({error.problem}); use plain YAML values"
+        return where, f"not valid YAML: {error.problem}"
+    if isinstance(error, (OSError, UnicodeDecodeError)):
+        return path, f"cannot read the config file: {error}"
+    return path, (
+        f"fvcore cannot load the config file and its _BASE_ files ({type(error).__name__}: "
+        f"{error}); each must be a mapping of keys, _BASE_ a path or a list of paths"
+    )
+
+
+def _report_overrides(cfg: CfgNode, opts: List[str], report: ValidationReport, index) -> None:
+    """Apply ``KEY VALUE`` overrides one pair at a time with yacs' ``merge_from_list``, which
+    processes pairs in order anyway, so a rejected pair is reported and the rest still apply."""
+    if len(opts) % 2:
+        report.add(
+            "unknown-key",
+            "command line",
+            f"overrides must be KEY VALUE pairs; {opts[-1]!r} has no value",
+        )
+        opts = opts[:-1]
+    for key, value in zip(opts[0::2], opts[1::2]):
+        where = f"command-line override {key}"
+        try:
+            cfg.merge_from_list([key, value])
+        except (KeyError, AssertionError, TypeError):  # renamed, "Non-existent key", a.b under a value
+            report.add("unknown-key", where, _unknown_key_message(cfg, key, index))
+        except ValueError as e:
+            report.add("config-type", where, _type_message(cfg, key, value, e))
 
 
 def check_config_sources(
@@ -310,28 +348,50 @@ def check_config_sources(
     """
     report = report if report is not None else ValidationReport()
     n_before = len(report.errors)
-    checker = _SourceChecker(base_cfg(), report)
+    opts = list(opts or [])
+    defaults = base_cfg()
+    index = _leaf_index(defaults)
+    cfg = defaults
     if config_file:
-        checker.apply_file(config_file)
-    checker.apply_overrides(opts)
+        path = os.path.expanduser(config_file)
+        try:
+            loaded, files = _load_chain(path)
+        except Exception as e:  # fvcore/yaml/OS errors: each one becomes a named problem
+            report.add("config-file", *_load_problem(path, e))
+            loaded, files = None, []
+        if loaded is not None and not isinstance(loaded, dict):
+            report.add(
+                "config-file",
+                path,
+                f"the top level must be a mapping of keys, got {type(loaded).__name__}",
+            )
+        elif loaded is not None:
+            texts = {}
+            for name in files:
+                with CfgNode._open_cfg(name) as f:  # fvcore's opener, as its loader used
+                    texts[name] = f.read()
+            for key in _report_unknown_keys(defaults, texts, report, index):
+                _pop_key(loaded, key)
+            cfg = _merge_loaded(base_cfg, loaded, texts, report)
+    _report_overrides(cfg, opts, report, index)
     report.checked.append(
-        f"config sources: {config_file or '(defaults)'} + {len(opts or []) // 2} override(s)"
+        f"config sources: {config_file or '(defaults)'} + {len(opts) // 2} override(s)"
     )
     if len(report.errors) > n_before:
-        return checker.cfg, report
-    cfg = base_cfg()
+        return cfg, report
+    exact = base_cfg()
     try:
         if config_file:
-            cfg.merge_from_file(config_file)
-        cfg.merge_from_list(list(opts or []))
-    except Exception as e:  # anything the key-by-key pass did not foresee (e.g. version upgrades)
+            exact.merge_from_file(config_file)
+        exact.merge_from_list(opts)
+    except Exception as e:  # what the pass above did not foresee (e.g. version upgrades)
         report.add(
             "config-merge",
             config_file or "command line",
             f"Detectron2 cannot merge the config: {type(e).__name__}: {e}",
         )
-        return checker.cfg, report
-    return cfg, report
+        return cfg, report
+    return exact, report
 
 
 # ----------------------------------------------------------------------------------------------
@@ -421,21 +481,19 @@ def component_channels(cfg: CfgNode) -> Dict[str, List[Tuple[str, int]]]:
     retinanet = _is_retinanet(cfg)
     res5_head = not retinanet and _uses_res5_roi_heads(cfg)
     stage_out = {}
-    if is_resnet and m.RESNETS.DEPTH in RESNET_BLOCKS_PER_STAGE:
+    if is_resnet and m.RESNETS.DEPTH in BLOCKS_PER_STAGE:
         layers = [("stem", m.RESNETS.STEM_OUT_CHANNELS)]
         stage_idx = {"res2": 2, "res3": 3, "res4": 4, "res5": 5}
         wanted = [stage_idx[f] for f in m.RESNETS.OUT_FEATURES if f in stage_idx] or [5]
         last_stage = 5 if res5_head else max(wanted)
-        bottleneck = m.RESNETS.NUM_GROUPS * m.RESNETS.WIDTH_PER_GROUP
-        width = m.RESNETS.RES2_OUT_CHANNELS
         for stage in range(2, 6):
-            stage_out[f"res{stage}"] = width
+            # The widths the builder itself uses (modeling.resnet), not a second copy of them.
+            _, kwargs = resnet_stage_kwargs(cfg, stage, norm="")
+            stage_out[f"res{stage}"] = kwargs["out_channels"]
             if stage <= last_stage:
-                if m.RESNETS.DEPTH >= 50:
-                    layers.append((f"res{stage} bottleneck", bottleneck))
-                layers.append((f"res{stage} output", width))
-            width *= 2
-            bottleneck *= 2
+                if "bottleneck_channels" in kwargs:
+                    layers.append((f"res{stage} bottleneck", kwargs["bottleneck_channels"]))
+                layers.append((f"res{stage} output", kwargs["out_channels"]))
         out["BACKBONE"] = layers
     if has_fpn:
         out["FPN"] = [("FPN lateral/output convs (MODEL.FPN.OUT_CHANNELS)", m.FPN.OUT_CHANNELS)]
@@ -548,38 +606,12 @@ def _check_groups(cfg: CfgNode, report: ValidationReport, owners: Dict[str, bool
         )
 
 
-def _check_resnet(cfg: CfgNode, report: ValidationReport) -> None:
-    r = cfg.MODEL.RESNETS
+def _check_resnet(cfg: CfgNode, report: ValidationReport, owners: Dict[str, bool]) -> None:
     if "resnet" not in str(cfg.MODEL.BACKBONE.NAME).lower():
         return
-    if r.DEPTH not in RESNET_BLOCKS_PER_STAGE:
-        report.add(
-            "resnet",
-            "config key MODEL.RESNETS.DEPTH",
-            f"{r.DEPTH} is not a ResNet depth; valid: {', '.join(map(str, RESNET_BLOCKS_PER_STAGE))}",
-        )
-        return
-    if r.DEPTH in (18, 34):
-        if r.RES2_OUT_CHANNELS != 64:
-            report.add(
-                "resnet",
-                "config key MODEL.RESNETS.RES2_OUT_CHANNELS",
-                f"must be 64 for R{r.DEPTH} (basic blocks), got {r.RES2_OUT_CHANNELS}",
-            )
-        if r.NUM_GROUPS != 1:
-            report.add(
-                "resnet",
-                "config key MODEL.RESNETS.NUM_GROUPS",
-                f"must be 1 for R{r.DEPTH} (no ResNeXt basic blocks), got {r.NUM_GROUPS}",
-            )
-    stages = {"stem", "res2", "res3", "res4", "res5"}
-    bad = [f for f in r.OUT_FEATURES if f not in stages]
-    if bad:
-        report.add(
-            "resnet",
-            "config key MODEL.RESNETS.OUT_FEATURES",
-            f"unknown feature(s) {bad}; valid: {sorted(stages)}",
-        )
+    # Detectron2's own ResNet builds deformable bottlenecks; gn_det's does not.
+    for key, message in resnet_config_problems(cfg, allow_deform=not owners.get("BACKBONE")):
+        report.add("resnet", f"config key {key}", message)
 
 
 def _check_names(cfg: CfgNode, report: ValidationReport) -> Dict[str, bool]:
@@ -661,30 +693,12 @@ def _check_names(cfg: CfgNode, report: ValidationReport) -> Dict[str, bool]:
 
 
 def _check_batch(cfg: CfgNode, report: ValidationReport, num_processes: int) -> None:
-    batch = cfg.SOLVER.IMS_PER_BATCH
-    if batch <= 0:
-        report.add("batch-size", "config key SOLVER.IMS_PER_BATCH", f"must be > 0, got {batch}")
-        return
-    reference = cfg.SOLVER.REFERENCE_WORLD_SIZE
-    if reference and reference != num_processes:
-        # DefaultTrainer.auto_scale_workers rescales the batch from the reference world size.
-        if batch % reference:
-            report.add(
-                "batch-size",
-                "config key SOLVER.IMS_PER_BATCH",
-                f"{batch} is not divisible by SOLVER.REFERENCE_WORLD_SIZE={reference}; use a multiple of {reference}",
-            )
-            return
-        batch = int(round(batch * num_processes / reference))
-    if batch % num_processes:
-        lower = batch - batch % num_processes
-        report.add(
-            "batch-size",
-            "config key SOLVER.IMS_PER_BATCH",
-            f"{batch} images per batch cannot be split evenly over {num_processes} processes "
-            f"(--num-gpus x --num-machines); use a multiple of {num_processes}, e.g. "
-            + ", ".join(str(v) for v in (lower, lower + num_processes) if v > 0),
+    try:
+        images_per_process(
+            cfg.SOLVER.IMS_PER_BATCH, cfg.SOLVER.REFERENCE_WORLD_SIZE, num_processes
         )
+    except ValueError as e:
+        report.add("batch-size", "config key SOLVER.IMS_PER_BATCH", str(e))
 
 
 def _check_dataset_names(cfg: CfgNode, report: ValidationReport, train: bool = True) -> None:
@@ -727,7 +741,7 @@ def check_config(
     """
     report = report if report is not None else ValidationReport()
     owners = _check_names(cfg, report)
-    _check_resnet(cfg, report)
+    _check_resnet(cfg, report, owners)
     _check_groups(cfg, report, owners)
     if training:
         _check_batch(cfg, report, num_processes)
