@@ -1,12 +1,12 @@
-"""Timing statistics and peak-memory measurement of the benchmark."""
+"""Timing statistics and peak-memory measurement of the model benchmark."""
 import mmap
 
 import pytest
 from detectron2.modeling import build_model
 
 from gn_det.benchmark import WorkloadSpec, build_variant_cfg, make_workload, measure_peak_memory, summarize
-from gn_det.benchmark.measure import current_rss_bytes, peak_rss_bytes, reset_peak_rss
-from gn_det.benchmark.memory_worker import run_memory_measurement
+from gn_det.benchmark.measure import run_memory_measurement
+from gn_det.benchmark.memory import current_rss_bytes, peak_rss_bytes, reset_peak_rss
 
 SPEC = WorkloadSpec(height=128, width=192, images_per_batch=1, instances_per_image=3,
                     proposals_per_image=96, rois_per_image=32, detections_per_image=8)
