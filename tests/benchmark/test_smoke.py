@@ -53,6 +53,7 @@ def _tool_main(argv):
     return module.main(argv)
 
 
+@pytest.mark.slow
 def test_model_json_has_every_variant_row_metric_and_ratio(runs):
     result = runs["model"]
     assert result["schema"] == "gn_det.benchmark/1" and result["settings"]["quick"] is True
@@ -69,6 +70,7 @@ def test_model_json_has_every_variant_row_metric_and_ratio(runs):
     assert row["ratios"]["to_a"]["c"]["train_step_s"] > 0
 
 
+@pytest.mark.slow
 def test_model_records_freeze_at_and_threads(runs):
     result = runs["model"]
     assert [r["freeze_at"] for r in result["rows"]] == [0]
@@ -77,6 +79,7 @@ def test_model_records_freeze_at_and_threads(runs):
     assert result["variants"]["c"]["config"]["MODEL.RESNETS.NORM"] == "GN"
 
 
+@pytest.mark.slow
 def test_model_json_has_the_layer_section(runs):
     layers = runs["model"]["layers"]
     assert layers["function"] == "gn_det.benchmark.layer_timing.benchmark_group_norm"
@@ -88,6 +91,7 @@ def test_model_json_has_the_layer_section(runs):
         assert shape["fused_train_ms"] > 0 and shape["torch_train_fraction_of_copy"] > 0
 
 
+@pytest.mark.slow
 def test_model_prints_the_tables(runs):
     markdown = runs["model_md"]
     assert markdown in runs["model_stdout"]
@@ -95,11 +99,13 @@ def test_model_prints_the_tables(runs):
     assert "### Scaling" in markdown and "### GN+ReLU layers" in markdown
 
 
+@pytest.mark.slow
 def test_from_json_reprints_the_same_tables_without_measuring(runs, capsys):
     assert _tool_main(["model", "--from-json", str(runs["model_json"])]) == 0
     assert capsys.readouterr().out == runs["model_md"] + "\n"
 
 
+@pytest.mark.slow
 def test_layers_prints_the_layer_table_and_the_box_head_comparison(runs):
     out = runs["layers_stdout"]
     assert "| FPN P5 | 2x256x25x42 |" in out
@@ -108,6 +114,7 @@ def test_layers_prints_the_layer_table_and_the_box_head_comparison(runs):
         assert f"| {label} |" in out
 
 
+@pytest.mark.slow
 def test_validation_measures_throughput_memory_and_checkpoint_saves(runs):
     result = runs["validation"]
     for mode in ("headers_skipped", "headers_checked"):
