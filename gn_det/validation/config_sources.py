@@ -60,8 +60,9 @@ def _load_chain(path: str) -> Tuple[dict, List[str]]:
                 raise _BaseCycle(" -> ".join(stack + [real]))
             stack.append(real)
             try:
-                # allow_unsafe=False: a YAML tag that runs code is reported, not executed.
-                loaded = super().load_yaml_with_base(filename, allow_unsafe=False)
+                # allow_unsafe as in Detectron2's merge_from_file, which training uses: its own
+                # model-zoo RetinaNet configs need a python tag (fvcore logs a warning for it).
+                loaded = super().load_yaml_with_base(filename, allow_unsafe=True)
             except TypeError:
                 with cls._open_cfg(filename) as f:
                     if yaml.safe_load(f) is None:  # fvcore fails on it with a bare TypeError
@@ -188,11 +189,15 @@ def _report_unknown_keys(
     """
     unknown: List[str] = []
     for path, text in texts.items():
-        own = yaml.safe_load(text) or {}
-        own.pop(BASE_KEY, None)
         lines = _key_lines(text)
+        try:
+            own = _flat_keys(yaml.safe_load(text) or {})
+        except yaml.constructor.ConstructorError:  # a python tag: keys from the node tree
+            own = list(lines)  # (composed, never constructed: nothing runs a second time)
         reported_parents: List[str] = []
-        for key in _flat_keys(own):
+        for key in own:
+            if key == BASE_KEY or key.startswith(BASE_KEY + "."):
+                continue
             if any(key.startswith(p + ".") for p in reported_parents) or _is_known(cfg, key):
                 continue
             reported_parents.append(key)
@@ -274,8 +279,6 @@ def _load_problem(path: str, error: Exception) -> Tuple[str, str]:
     if isinstance(error, yaml.MarkedYAMLError):
         mark = error.problem_mark
         where = f"{mark.name}:{mark.line + 1}" if mark else path
-        if isinstance(error, yaml.constructor.ConstructorError):
-            return where, f"uses a YAML tag that can run code ({error.problem}); use plain YAML values"
         return where, f"not valid YAML: {error.problem}"
     if isinstance(error, (OSError, UnicodeDecodeError)):
         return path, f"cannot read the config file: {error}"
