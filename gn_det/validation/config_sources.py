@@ -23,8 +23,11 @@ from .report import ValidationReport
 __all__ = ["default_base_cfg", "check_config_sources"]
 
 BASE_KEY = "_BASE_"  # fvcore's key for inherited files
-# yacs ends its type-mismatch message with the key; the only way it names the key it rejected.
-_YACS_KEY_IN_MESSAGE = re.compile(r"for config key: (\S+)")
+# How yacs names the key it rejected (its errors carry no key attribute): a wrong type, and an
+# unknown key (those are found before the merge; this catches any the diff did not foresee).
+_YACS_WRONG_TYPE = re.compile(r"for config key: (\S+)")
+_YACS_UNKNOWN_KEY = re.compile(r"Non-existent config key: (\S+)")
+_MISSING = object()
 
 
 def default_base_cfg() -> CfgNode:
@@ -216,8 +219,6 @@ def _pop_key(data: dict, full_key: str) -> bool:
     return data.pop(leaf, _MISSING) is not _MISSING
 
 
-_MISSING = object()
-
 
 def _type_message(cfg: CfgNode, full_key: str, value, error: Exception) -> str:
     default = config_value(cfg, full_key)
@@ -236,8 +237,9 @@ def _merge_loaded(
     loaded: dict,
     texts: Dict[str, str],
     report: ValidationReport,
+    index,
 ) -> CfgNode:
-    """yacs' merge of the loaded mapping into ``base_cfg()``; each value yacs rejects is reported
+    """yacs' merge of the loaded mapping into ``base_cfg()``; each key yacs rejects is reported
     (with the file and line of the last file that sets it) and left out, and the merge repeated,
     so every wrong type is named and the result holds all the good keys."""
     files = list(texts)
@@ -251,21 +253,26 @@ def _merge_loaded(
             cfg.merge_from_other_cfg(type(cfg)(pending))
             return cfg
         except (ValueError, KeyError, AssertionError) as e:
-            match = _YACS_KEY_IN_MESSAGE.search(str(e))
-            key = match.group(1) if match else None
-            if key is None:
+            message = e.args[0] if e.args and isinstance(e.args[0], str) else str(e)
+            wrong_type = _YACS_WRONG_TYPE.search(message)
+            unknown = _YACS_UNKNOWN_KEY.search(message)
+            key = (wrong_type or unknown).group(1) if (wrong_type or unknown) else None
+            value = pending
+            for part in (key or "").split("."):
+                value = value.get(part, _MISSING) if isinstance(value, dict) else _MISSING
+            if key is None or value is _MISSING:
                 report.add(
                     "config-merge",
                     files[-1] if files else "config",
-                    f"Detectron2 cannot merge the config: {type(e).__name__}: {e}",
+                    f"Detectron2 cannot merge the config: {type(e).__name__}: {message}",
                 )
                 return base_cfg()
-            value = pending
-            for part in key.split("."):
-                value = value[part]
-            report.add("config-type", lines.get(key, files[-1]), _type_message(cfg, key, value, e))
-            if not _pop_key(pending, key):  # cannot happen for a key yacs found; never loop
-                return cfg
+            where = lines.get(key, files[-1])
+            if wrong_type:
+                report.add("config-type", where, _type_message(cfg, key, value, e))
+            else:
+                report.add("unknown-key", where, _unknown_key_message(cfg, key, index))
+            _pop_key(pending, key)  # found above, so it goes: the loop ends
 
 
 def _load_problem(path: str, error: Exception) -> Tuple[str, str]:
@@ -346,7 +353,7 @@ def check_config_sources(
                     texts[name] = f.read()
             for key in _report_unknown_keys(defaults, texts, report, index):
                 _pop_key(loaded, key)
-            cfg = _merge_loaded(base_cfg, loaded, texts, report)
+            cfg = _merge_loaded(base_cfg, loaded, texts, report, index)
     _report_overrides(cfg, opts, report, index)
     report.checked.append(
         f"config sources: {config_file or '(defaults)'} + {len(opts) // 2} override(s)"

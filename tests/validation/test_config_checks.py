@@ -438,3 +438,17 @@ def test_batch_written_for_another_world_size_is_rescaled_first():
     cfg.SOLVER.IMS_PER_BATCH = 12
     [problem] = _problems(check_config(cfg, num_processes=3), "batch-size")
     assert "not a multiple of SOLVER.REFERENCE_WORLD_SIZE=8" in problem.message
+
+
+def test_yacs_non_existent_key_error_becomes_a_named_problem(tmp_path, monkeypatch):
+    # Unknown keys are normally found before the merge; should one reach yacs, its bare
+    # KeyError is still turned into a named problem with "did you mean", and the merge goes on.
+    from gn_det.validation import config_sources
+
+    monkeypatch.setattr(config_sources, "_is_known", lambda cfg, key: True)
+    path = _yaml(tmp_path, "c.yaml", "SOLVER:\n  BASE_LRR: 0.1\n  MAX_ITER: 5\n")
+    cfg, report = check_config_sources(path, [])
+    [problem] = report.problems
+    assert problem.kind == "unknown-key" and problem.where == f"{path}:2"
+    assert "did you mean SOLVER.BASE_LR" in problem.message
+    assert cfg.SOLVER.MAX_ITER == 5
