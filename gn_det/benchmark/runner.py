@@ -19,7 +19,7 @@ from detectron2.utils.events import EventStorage
 
 from .layer_bench import collect_gn_shapes, run_layer_benchmark
 from .measure import BenchmarkedModel, run_memory_measurement
-from .timing import interleaved, paired_ratio, summarize
+from .timing import interleaved, paired_ratio, rotated, summarize
 from .variants import VARIANTS, build_variant_cfg, check_variant_available
 from .workload import WorkloadSpec, make_workload
 
@@ -150,12 +150,6 @@ class BenchmarkSettings:
                 and (freeze_at is None or freeze_at == self.freeze_at[0]))
 
 
-def _rotated(items: List[str], shift: int) -> List[str]:
-    """Interleaving order of the memory processes (the timings rotate in ``timing``)."""
-    shift %= len(items)
-    return items[shift:] + items[:shift]
-
-
 def _device_info(device: torch.device, threads: int) -> Dict:
     info = {"type": device.type, "threads": threads, "torch": torch.__version__,
             "platform": platform.platform()}
@@ -248,7 +242,7 @@ def _measure_memory(settings: BenchmarkSettings, rows: List[Tuple[int, WorkloadS
         if settings.memory_rows == "main" and not settings.is_main(spec, freeze_at):
             continue
         out[row] = {k: {} for k in keys}
-        for k in _rotated(keys, row):
+        for k in rotated(keys, row):  # memory processes interleaved like the timings
             for mode, steps, metric in (
                 ("train", settings.memory_train_steps, "train_peak_memory_mib"),
                 ("inference", settings.memory_inference_steps, "inference_peak_memory_mib"),

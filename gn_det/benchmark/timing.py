@@ -19,6 +19,7 @@ __all__ = [
     "timed",
     "timed_wall_and_cpu",
     "interleaved",
+    "rotated",
     "summarize",
     "paired_ratio",
 ]
@@ -61,7 +62,8 @@ def timed_wall_and_cpu(fn: Callable[[], object]) -> Tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def _rotated(items: List[str], shift: int) -> List[str]:
+def rotated(items: List[str], shift: int) -> List[str]:
+    """The order of round ``shift``: every item takes every position equally often."""
     shift %= len(items)
     return items[shift:] + items[:shift]
 
@@ -87,7 +89,7 @@ def interleaved(
     names = list(fns)
     samples: Dict[str, List[float]] = {name: [] for name in names}
     for rep in range(warmup + repeats):
-        for name in _rotated(names, rep):
+        for name in rotated(names, rep):
             seconds = timed(fns[name], device, timer)
             if rep >= warmup:
                 samples[name].append(seconds)
