@@ -219,7 +219,6 @@ def _pop_key(data: dict, full_key: str) -> bool:
     return data.pop(leaf, _MISSING) is not _MISSING
 
 
-
 def _type_message(cfg: CfgNode, full_key: str, value, error: Exception) -> str:
     default = config_value(cfg, full_key)
     if isinstance(default, CfgNode):
