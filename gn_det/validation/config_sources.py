@@ -219,7 +219,6 @@ def _pop_key(data: dict, full_key: str) -> bool:
     return data.pop(leaf, _MISSING) is not _MISSING
 
 
-
 def _type_message(cfg: CfgNode, full_key: str, value, error: Exception) -> str:
     default = config_value(cfg, full_key)
     if isinstance(default, CfgNode):
@@ -227,8 +226,8 @@ def _type_message(cfg: CfgNode, full_key: str, value, error: Exception) -> str:
     if isinstance(value, dict):
         return f"{full_key} takes a {type(default).__name__} (default {default!r}), not a mapping"
     return (
-        f"{full_key}={value!r} has the wrong type: expected {type(default).__name__} like "
-        f"the default {default!r} ({error})"
+        f"{full_key}={value!r} has the wrong type: expected {type(default).__name__}, like "
+        f"{default!r} ({error})"
     )
 
 
