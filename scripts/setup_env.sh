@@ -114,11 +114,12 @@ kernels_current() {
 }
 
 if (cd /tmp && $PY -c "import gn_det, os, sys; sys.exit(os.path.dirname(os.path.dirname(gn_det.__file__)) != sys.argv[1])" "$REPO" 2>/dev/null) \
-   && $PY -c "import pytest, pycocotools, cv2, fvcore" 2>/dev/null && kernels_current; then
+   && $PY -c "import pytest, xdist, pycocotools, cv2, fvcore, onnx, onnxruntime" 2>/dev/null && kernels_current; then
   say "gn_det already installed (editable) from $REPO"
 else
-  say "installing gn_det (editable) with its test extras"
-  (cd "$REPO" && $PY -m pip install --quiet --no-build-isolation -e ".[test]")
+  # The export extra too: the tests run exported ONNX models in onnxruntime.
+  say "installing gn_det (editable) with its test and export extras"
+  (cd "$REPO" && $PY -m pip install --quiet --no-build-isolation -e ".[test,export]")
 fi
 if (cd /tmp && $PY -c "import sys; from gn_det.layers import cpu_kernels_available; sys.exit(not cpu_kernels_available())" 2>/dev/null); then
   say "fused GroupNorm CPU kernels: built (gn_det._C)"
