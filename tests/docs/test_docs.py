@@ -39,6 +39,13 @@ def test_readme_is_a_signpost():
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO)))
+def test_each_page_has_one_title(page):
+    # A second top-level heading makes everything after it nest under it in any outline.
+    titles = re.findall(r"^# ", _outside_code(page.read_text(encoding="utf-8")), re.M)
+    assert len(titles) == 1, f"{page.relative_to(REPO)} has {len(titles)} top-level headings"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO)))
 def test_no_placeholder_text(page):
     found = PLACEHOLDER.findall(_outside_code(page.read_text(encoding="utf-8")))
     assert not found, f"{page.relative_to(REPO)} holds unfilled placeholder text: {found}"
