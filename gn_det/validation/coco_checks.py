@@ -1,6 +1,8 @@
 """COCO-format instance json checks, every record, before training reads any of it.
 
-Each problem names the file, the image id and the annotation id. Problems come in two kinds:
+Each problem names the file, the image id and the annotation id. Every check is an error or a
+warning (policy.py: warnings are reported, some repaired, and the run goes on; ``strict`` makes
+them errors). Errors come in two kinds:
 
 - file-level (not JSON, truncated, missing top-level fields, bad or duplicate categories): the
   dataset cannot be used; validation fails even with ``skip_invalid``;
@@ -23,13 +25,28 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 
 from PIL import Image, UnidentifiedImageError
 
-from .geometry import polygon_problem, rle_problem
+from .border import box_inside_fraction, clip_box, clip_polygon, polygon_inside_fraction
+from .geometry import polygon_degenerate, polygon_outside, polygon_points, polygon_self_intersection, rle_problem
+from .policy import BORDER_TOLERANCE_PX, MIN_INSIDE_FRACTION, WARNINGS
 from .report import ValidationReport
 
 __all__ = ["CocoCheckResult", "check_coco_json", "read_image_size", "BOX_TOLERANCE_PX"]
 
 # Slack for boxes/polygons at the image border: annotation tools round coordinates.
-BOX_TOLERANCE_PX = 1.0
+BOX_TOLERANCE_PX = BORDER_TOLERANCE_PX
+# Keys of the COCO instances format (cocodataset.org/#format-data), also the optional ones
+# Detectron2 or pycocotools read; anything else is an annotation tool's own ("extra-keys").
+_COCO_KEYS = {
+    "the top level": {"info", "licenses", "images", "annotations", "categories", "type"},
+    "images": {"id", "file_name", "width", "height", "license", "flickr_url", "coco_url", "date_captured"},
+    "annotations": {
+        "id", "image_id", "category_id", "segmentation", "area", "bbox", "iscrowd", "ignore",
+        "keypoints", "num_keypoints",
+    },
+    "categories": {"id", "name", "supercategory", "keypoints", "skeleton"},
+}
+# Where converted datasets (VIA, labelme) say which source record each image/annotation is.
+SOURCES_KEY = "gn_det_sources"
 # EXIF orientations that rotate by 90 degrees (Detectron2's read_image applies them, so the size
 # Detectron2 checks against the json is the transposed one).
 _TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}
@@ -43,13 +60,17 @@ class CocoCheckResult:
     Attributes:
         report: all problems (record-level ones marked ``dropped`` under skip_invalid).
         data: the json content with dropped records removed (None when the file is unusable).
+        data: the json content with dropped records removed and repairs applied (None when
+            the file is unusable).
         dropped_image_ids / dropped_annotation_ids: what skip_invalid removed.
+        repaired_annotation_ids: annotations changed by a repair (policy.py).
     """
 
     report: ValidationReport
     data: Optional[dict] = None
     dropped_image_ids: Set[Any] = field(default_factory=set)
     dropped_annotation_ids: Set[Any] = field(default_factory=set)
+    repaired_annotation_ids: Set[Any] = field(default_factory=set)
 
     @property
     def ok(self) -> bool:
@@ -111,6 +132,7 @@ class _CocoChecker:
         for_evaluation: bool,
         check_images: bool,
         num_threads: int,
+        strict: bool = False,
     ):
         self.json_file = json_file
         self.image_root = image_root
@@ -120,7 +142,10 @@ class _CocoChecker:
         self.for_evaluation = for_evaluation
         self.check_images = check_images
         self.num_threads = num_threads
+        self.strict = strict
         self.report = ValidationReport()
+        self.sources: Dict[str, Dict[str, str]] = {"images": {}, "annotations": {}}
+        self.repaired: Set[Any] = set()  # annotation ids
         self.bad_images: Set[Any] = set()
         self.bad_annotations: Set[int] = set()  # positions in the annotations list
 
@@ -130,17 +155,42 @@ class _CocoChecker:
         dataset = f"dataset {self.name!r}: " if self.name != self.json_file else ""
         self.report.add(kind, f"{dataset}{self.json_file}{where}", message)
 
-    def image_problem(self, kind: str, image_id, message: str) -> None:
-        self.report.add(
-            kind, f"{self.json_file} image id {image_id!r}", message, dropped=self.skip_invalid
-        )
+    def image_where(self, image_id) -> str:
+        where = f"{self.json_file} image id {image_id!r}"
+        source = self.sources["images"].get(str(image_id))
+        return f"{source} ({where})" if source else where
 
-    def annotation_problem(self, kind: str, position: int, ann: dict, message: str) -> None:
+    def annotation_where(self, position: int, ann: dict) -> str:
         ann_id = ann.get("id") if isinstance(ann, dict) else None
         image_id = ann.get("image_id") if isinstance(ann, dict) else None
         where = f"{self.json_file} image id {image_id!r} annotation id {ann_id!r} (annotations[{position}])"
-        self.report.add(kind, where, message, dropped=self.skip_invalid)
+        source = self.sources["annotations"].get(str(ann_id))
+        return f"{source} ({where})" if source else where
+
+    def image_problem(self, kind: str, image_id, message: str) -> None:
+        self.report.add(kind, self.image_where(image_id), message, dropped=self.skip_invalid)
+
+    def annotation_problem(self, kind: str, position: int, ann: dict, message: str) -> None:
+        self.report.add(kind, self.annotation_where(position, ann), message, dropped=self.skip_invalid)
         self.bad_annotations.add(position)
+
+    # Warnings (policy.py): reported and the run goes on; under --strict, errors of the same kind.
+    _STRICT = " (a warning; an error under --strict)"
+
+    def file_warning(self, kind: str, message: str, where: str = "") -> None:
+        assert kind in WARNINGS, kind
+        if self.strict:
+            self.file_problem(kind, message + self._STRICT, where)
+        else:
+            self.report.add(kind, f"{self.json_file}{where}", message, level="warning")
+
+    def image_warning(self, kind: str, image_id, message: str) -> None:
+        assert kind in WARNINGS, kind
+        if self.strict:
+            self.image_problem(kind, image_id, message + self._STRICT)
+            self.bad_images.add(image_id)
+        else:
+            self.report.add(kind, self.image_where(image_id), message, level="warning")
 
     # -- the checks ---------------------------------------------------------------------------
 
@@ -392,15 +442,23 @@ class _CocoChecker:
             img = images.get(image_id)
             if img is None:
                 continue  # its image record is unusable: dropped (and counted) with the image
-            message = self._annotation_content_problem(ann, img)
-            if message:
-                kind, text = message
-                self.annotation_problem(kind, position, ann, text)
+            self.annotation_content(position, ann, img)
 
-    def _annotation_content_problem(self, ann: dict, img: dict) -> Optional[Tuple[str, str]]:
+    def _annotation_content_problem(
+        self, ann: dict, img: dict, warnings: List[tuple]
+    ) -> Optional[Tuple[str, str]]:
+        """The annotation's error ``(kind, message)``, or None; its warnings are appended to
+        ``warnings`` as ``(kind, message, repair description, function applying the repair)``."""
         width, height = img["width"], img["height"]
         iscrowd = ann.get("iscrowd", 0)
-        if iscrowd not in (0, 1) or isinstance(iscrowd, float):
+        if isinstance(iscrowd, bool):
+            warnings.append((
+                "iscrowd-bool",
+                f"iscrowd is {iscrowd!r}, a boolean; COCO uses 0 or 1",
+                f"iscrowd set to {int(iscrowd)}",
+                lambda: ann.__setitem__("iscrowd", int(iscrowd)),
+            ))
+        elif iscrowd not in (0, 1) or isinstance(iscrowd, float):
             return "iscrowd", f"iscrowd must be 0 or 1 (COCO), got {iscrowd!r}"
         bbox = ann["bbox"]
         if (
@@ -414,10 +472,24 @@ class _CocoChecker:
             return "bbox", f"bbox {bbox} has non-positive width or height; both must be > 0"
         tol = BOX_TOLERANCE_PX
         if x < -tol or y < -tol or x + w > width + tol or y + h > height + tol:
-            return "bbox", (
-                f"bbox {bbox} (x0={x:g}, y0={y:g}, x1={x + w:g}, y1={y + h:g}) lies outside the "
-                f"{width}x{height} image; it must satisfy 0 <= x, 0 <= y, x+w <= width, y+h <= height"
+            outside = (
+                f"bbox {bbox} (x0={x:g}, y0={y:g}, x1={x + w:g}, y1={y + h:g}) passes the border "
+                f"of the {width}x{height} image"
             )
+            inside = box_inside_fraction(bbox, width, height)
+            if inside < MIN_INSIDE_FRACTION:
+                return "bbox", (
+                    f"{outside}: only {inside:.0%} of it lies inside (less than "
+                    f"{MIN_INSIDE_FRACTION:.0%}: wrong image or wrong units?); it must satisfy "
+                    "0 <= x, 0 <= y, x+w <= width, y+h <= height"
+                )
+            clipped = clip_box(bbox, width, height)
+            warnings.append((
+                "border",
+                f"{outside} ({inside:.0%} inside)",
+                f"box clipped to {[round(v, 2) for v in clipped]}",
+                lambda: ann.__setitem__("bbox", clipped),
+            ))
         if "area" in ann and (not _is_number(ann["area"]) or ann["area"] < 0):
             return "area", f"area must be a finite number >= 0, got {ann['area']!r}"
         if "segmentation" not in ann:
@@ -438,20 +510,121 @@ class _CocoChecker:
                     "segmentation must be a list of polygons [[x1, y1, ...], ...], not a single flat list",
                 )
             for k, poly in enumerate(segm):
-                problem = polygon_problem(poly, width, height, tolerance=BOX_TOLERANCE_PX)
+                which = f"polygon {k} of {len(segm)}"
+                points, problem = polygon_points(poly)
                 if problem:
-                    return "polygon", f"polygon {k} of {len(segm)} {problem}"
+                    return "polygon", f"{which} {problem}"
+                problem = polygon_degenerate(points)
+                if problem:
+                    return "polygon", f"{which} {problem}"
+                outside = polygon_outside(points, width, height, tolerance=BOX_TOLERANCE_PX)
+                if outside:
+                    inside = polygon_inside_fraction(points, width, height)
+                    if inside < MIN_INSIDE_FRACTION:
+                        return "polygon", (
+                            f"{which} {outside}; only {inside:.0%} of its area lies inside (less "
+                            f"than {MIN_INSIDE_FRACTION:.0%}: wrong image or wrong units?)"
+                        )
+                    clipped = clip_polygon(points, width, height).ravel().tolist()
+                    warnings.append((
+                        "border",
+                        f"{which} {outside.split(';')[0]} ({inside:.0%} of its area inside)",
+                        "polygon clipped to the image",
+                        lambda k=k, clipped=clipped: segm.__setitem__(k, clipped),
+                    ))
+                crossing = polygon_self_intersection(points)
+                if crossing:
+                    warnings.append((
+                        "self-intersecting",
+                        f"{which} {crossing}; pycocotools' fill of it is what is learned and scored",
+                        "",
+                        None,
+                    ))
             return None
         return (
             "segmentation",
             f"segmentation must be a list of polygons or an RLE object, got {type(segm).__name__}",
         )
 
+    def annotation_content(self, position: int, ann: dict, img: dict) -> None:
+        """Check one annotation against its image; report its error, or its warnings (and
+        apply their repairs), or under --strict its warnings as errors."""
+        found: List[tuple] = []
+        error = self._annotation_content_problem(ann, img, found)
+        if error:
+            self.annotation_problem(error[0], position, ann, error[1])
+            return
+        for kind, message, repair, apply in found:
+            if self.strict:
+                self.annotation_problem(kind, position, ann, message + self._STRICT)
+                continue
+            self.report.add(
+                kind, self.annotation_where(position, ann), message, level="warning", repair=repair
+            )
+            if apply is not None:
+                apply()
+                self.repaired.add(ann["id"])
+
+    def check_dataset_level(self, data: dict, images: Dict[Any, dict], category_ids: Set[Any]) -> None:
+        """Warnings about the dataset as a whole: tool-specific keys, unused categories,
+        duplicate category names, images without annotations."""
+        sections = {"the top level": [data]}
+        sections.update({k: data[k] for k in ("images", "annotations", "categories")})
+        for section, records in sections.items():
+            extra: Dict[str, list] = {}
+            for record in records:
+                if isinstance(record, dict):
+                    for key in record.keys() - _COCO_KEYS[section]:
+                        extra.setdefault(key, []).append(record.get("id"))
+            for key, ids in sorted(extra.items()):
+                which = "" if section == "the top level" else (
+                    f" {len(ids)} of {len(records)} {section} records (ids {ids[:5]}"
+                    + (" ...)" if len(ids) > 5 else ")")
+                )
+                self.file_warning(
+                    "extra-keys",
+                    f"key {key!r} in{which or ' the top level'} is not part of the COCO format; "
+                    "Detectron2 and pycocotools ignore it",
+                )
+        categories = [c for c in data["categories"] if isinstance(c, dict) and _is_int(c.get("id"))]
+        order = {cat_id: i for i, cat_id in enumerate(sorted(category_ids))}
+        used = {a.get("category_id") for a in data["annotations"] if isinstance(a, dict)}
+        names: Dict[Any, list] = {}
+        for cat in categories:
+            names.setdefault(cat.get("name"), []).append(cat["id"])
+            if cat["id"] not in used and cat["id"] in order:
+                self.file_warning(
+                    "unused-category",
+                    f"category id {cat['id']} {cat.get('name')!r} is used by no annotation; it "
+                    f"still becomes class {order[cat['id']]} ({cat.get('name')!r}) of the model",
+                )
+        for name, ids in names.items():
+            if len(ids) > 1:
+                self.file_warning(
+                    "duplicate-category-name",
+                    f"categories {ids} are all named {name!r}; each becomes its own class, and "
+                    "their rows in the AP table carry the same name",
+                )
+        annotated = {
+            a.get("image_id") for a in data["annotations"] if isinstance(a, dict) and _hashable(a.get("image_id"))
+        }
+        for image_id in images:
+            if image_id not in annotated and image_id not in self.bad_images:
+                self.image_warning(
+                    "no-annotations",
+                    image_id,
+                    "the image has no annotations: it is evaluated, and left out of training when "
+                    "DATALOADER.FILTER_EMPTY_ANNOTATIONS is True (Detectron2's default)",
+                )
+
     def run(self) -> CocoCheckResult:
         data = self.load()
         self.report.checked.append(f"COCO json {self.json_file}")
         if data is None:
             return CocoCheckResult(self.report)
+        sources = data.get("info", {}).get(SOURCES_KEY) if isinstance(data.get("info"), dict) else None
+        if isinstance(sources, dict):
+            self.sources.update({k: v for k, v in sources.items() if isinstance(v, dict)})
         category_ids = self.check_categories(data["categories"])
         all_image_ids = {
             img["id"]
@@ -464,15 +637,14 @@ class _CocoChecker:
         # Annotations are checked against every well-formed image record, also those whose file is
         # bad, so that one run reports every problem; they are dropped with the image anyway.
         self.check_annotations(data["annotations"], images, category_ids, all_image_ids)
+        self.check_dataset_level(data, images, category_ids)
         good_images = {i: img for i, img in images.items() if i not in self.bad_images}
         return self._result(data, good_images)
 
     def _result(self, data: dict, good_images: Dict[Any, dict]) -> CocoCheckResult:
         result = CocoCheckResult(self.report)
-        if not self.report.ok and not self.skip_invalid:
-            return result
-        if any(not p.dropped for p in self.report.problems):
-            return result  # file-level problems: not usable even with skip_invalid
+        if self.report.errors:
+            return result  # without skip_invalid, or file-level errors: not usable
         kept_images = [
             img for img in data["images"] if isinstance(img, dict) and img.get("id") in good_images
         ]
@@ -496,6 +668,7 @@ class _CocoChecker:
         cleaned["images"] = kept_images
         cleaned["annotations"] = kept_annotations
         result.data = cleaned
+        result.repaired_annotation_ids = set(self.repaired) - result.dropped_annotation_ids
         n_images = len(data["images"]) - len(kept_images)
         n_own = len(self.bad_annotations)
         if n_images or n_own or with_image:
@@ -526,6 +699,7 @@ def check_coco_json(
     for_evaluation: bool = False,
     check_images: bool = True,
     num_threads: int = 8,
+    strict: bool = False,
 ) -> CocoCheckResult:
     """Check a COCO instances json and the images it lists; report every problem.
 
@@ -539,6 +713,10 @@ def check_coco_json(
         for_evaluation: annotations need ``area`` and ``iscrowd`` (COCOeval reads them).
         check_images: open every image header (existence, readability, size vs json).
         num_threads: threads for reading image headers.
+        strict: report every warning of the policy (policy.py) as an error.
+
+    Warnings are in the report (``level == "warning"``) and their repairs are applied to
+    ``result.data``.
     """
     checker = _CocoChecker(
         json_file,
@@ -549,5 +727,6 @@ def check_coco_json(
         for_evaluation,
         check_images,
         num_threads,
+        strict,
     )
     return checker.run()
