@@ -15,7 +15,7 @@ import sys
 from detectron2.utils.logger import setup_logger
 
 import gn_det  # noqa: F401  registers gn_det's models and datasets
-from gn_det.data import prepare_dataset, register_coco_dataset
+from gn_det.data import prepare_dataset, register_dataset
 from gn_det.engine import argument_parser
 from gn_det.validation.cli import check_files, validate_args
 
@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     ok = True
     if args.config_file or args.opts:
         report = validate_args(
-            args, register_dataset=register_coco_dataset, prepare_dataset=prepare_dataset
+            args, register_dataset=register_dataset, prepare_dataset=prepare_dataset
         )
         ok = report.ok
     if args.coco_json or args.checkpoint:

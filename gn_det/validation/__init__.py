@@ -6,6 +6,8 @@
 from .cli import add_validation_arguments, validate_args, validate_args_or_exit
 from .checkpoint_checks import check_checkpoint, resolve_checkpoint_path
 from .coco_checks import BOX_TOLERANCE_PX, CocoCheckResult, check_coco_json, read_image_size
+from .dataset_checks import check_dataset
+from .policy import MIN_INSIDE_FRACTION, WARNINGS
 from .config_checks import check_config, check_config_sources, component_channels, default_base_cfg
 from .geometry import polygon_problem, rle_problem
 from .report import Problem, ValidationError, ValidationReport
@@ -21,7 +23,10 @@ __all__ = [
     "checkpoint_to_load",
     "check_checkpoint",
     "resolve_checkpoint_path",
+    "check_dataset",
     "check_coco_json",
+    "WARNINGS",
+    "MIN_INSIDE_FRACTION",
     "CocoCheckResult",
     "read_image_size",
     "BOX_TOLERANCE_PX",

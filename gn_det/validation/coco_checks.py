@@ -23,8 +23,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Set, Tuple
 
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
+from ..data.formats.common import SOURCES_KEY, WARNINGS_KEY
+from ..data.image_size import read_image_size
 from .border import box_inside_fraction, clip_box, clip_polygon, polygon_inside_fraction
 from .geometry import polygon_degenerate, polygon_outside, polygon_points, polygon_self_intersection, rle_problem
 from .policy import BORDER_TOLERANCE_PX, MIN_INSIDE_FRACTION, WARNINGS
@@ -45,13 +47,6 @@ _COCO_KEYS = {
     },
     "categories": {"id", "name", "supercategory", "keypoints", "skeleton"},
 }
-# Where converted datasets (VIA, labelme) say which source record each image/annotation is.
-SOURCES_KEY = "gn_det_sources"
-# EXIF orientations that rotate by 90 degrees (Detectron2's read_image applies them, so the size
-# Detectron2 checks against the json is the transposed one).
-_TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}
-_EXIF_ORIENTATION_TAG = 0x0112
-
 
 @dataclass
 class CocoCheckResult:
@@ -91,20 +86,6 @@ def _hashable(v) -> bool:
 
 def _is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def read_image_size(path: str) -> Tuple[int, int]:
-    """``(width, height)`` of an image as Detectron2's ``read_image`` will see it (EXIF rotation
-    applied), reading only the header (PIL opens lazily; pixels are not decoded)."""
-    with Image.open(path) as image:
-        width, height = image.size
-        try:
-            orientation = image.getexif().get(_EXIF_ORIENTATION_TAG, 1)
-        except Exception:  # a broken EXIF block: Detectron2 ignores it too
-            orientation = 1
-    if orientation in _TRANSPOSING_ORIENTATIONS:
-        width, height = height, width
-    return width, height
 
 
 def _decode_error_message(text: str, error: json.JSONDecodeError) -> str:
@@ -622,9 +603,18 @@ class _CocoChecker:
         self.report.checked.append(f"COCO json {self.json_file}")
         if data is None:
             return CocoCheckResult(self.report)
-        sources = data.get("info", {}).get(SOURCES_KEY) if isinstance(data.get("info"), dict) else None
+        # A converted dataset (VIA, labelme) names each record's source and the importer's warnings.
+        info = data.get("info") if isinstance(data.get("info"), dict) else {}
+        sources = info.get(SOURCES_KEY)
         if isinstance(sources, dict):
             self.sources.update({k: v for k, v in sources.items() if isinstance(v, dict)})
+        for entry in info.get(WARNINGS_KEY) or []:
+            if isinstance(entry, list) and len(entry) == 3 and entry[0] in WARNINGS:
+                kind, where, message = entry
+                if self.strict:
+                    self.report.add(kind, where, message + self._STRICT)
+                else:
+                    self.report.add(kind, where, message, level="warning")
         category_ids = self.check_categories(data["categories"])
         all_image_ids = {
             img["id"]

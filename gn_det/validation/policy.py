@@ -11,6 +11,8 @@ docs/validation.md shows this table; tests/validation/test_policy.py keeps both 
 
 from typing import Dict, NamedTuple
 
+from ..data.formats.common import DEFAULT_LABEL
+
 __all__ = ["WARNINGS", "WarningKind", "MIN_INSIDE_FRACTION", "BORDER_TOLERANCE_PX", "DEFAULT_LABEL"]
 
 # Slack at the image border that is neither reported nor repaired: annotation tools round
@@ -20,8 +22,6 @@ BORDER_TOLERANCE_PX = 1.0
 # almost surely on the wrong image or in the wrong units (normalized, or from a resized copy).
 # With at least this share inside it is a warning and is clipped to the image.
 MIN_INSIDE_FRACTION = 0.5
-# The class of VIA / labelme regions that carry no label (Detectron2's balloon data has none).
-DEFAULT_LABEL = "object"
 
 
 class WarningKind(NamedTuple):
@@ -55,6 +55,10 @@ WARNINGS: Dict[str, WarningKind] = {
     "duplicate-category-name": WarningKind(
         "two categories with the same name (e.g. a Roboflow export's super-category)",
         "",  # both become classes; their AP rows carry the same name
+    ),
+    "not-labelme-file": WarningKind(
+        "a json file in a labelme folder that is not a labelme file (e.g. an exported COCO json)",
+        "",  # not read
     ),
     "unlabeled-region": WarningKind(
         "a VIA / labelme region without a label",
