@@ -2,7 +2,8 @@
 
 Detectron2 and pycocotools rasterize a polygon into its image, so only the in-image part of a
 border-crossing polygon is ever learned or scored; clipping it to the image when the dataset is
-loaded changes no mask and makes its box and outline agree with what is learned.
+loaded keeps that mask (up to pycocotools snapping the new vertices to its 1/5 px grid: a pixel
+or two along the cut edges) and makes the outline and box agree with what is learned.
 """
 
 import math
