@@ -88,6 +88,15 @@ def _is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def _missing_image_hint(file_name: str, image_root: str) -> str:
+    """Why a listed image may be missing, when the file is visibly elsewhere."""
+    base = os.path.basename(file_name.replace("\\", "/"))
+    hint = "; 'file_name' uses Windows separators (\\)" if "\\" in file_name else ""
+    if base != file_name and os.path.isfile(os.path.join(image_root, base)):
+        hint += f"; a file {base!r} is in the image root itself"
+    return hint
+
+
 def _decode_error_message(text: str, error: json.JSONDecodeError) -> str:
     # The parser stopped for lack of input: an unterminated string always runs to the end.
     ends_there = error.pos >= len(text.rstrip()) or error.msg.startswith("Unterminated string")
@@ -332,7 +341,8 @@ class _CocoChecker:
                 self.image_problem(
                     "image-file",
                     image_id,
-                    f"image file {path} does not exist (file_name {img['file_name']!r} under image root {self.image_root})",
+                    f"image file {path} does not exist (file_name {img['file_name']!r} under image root {self.image_root})"
+                    + _missing_image_hint(img["file_name"], self.image_root),
                 )
             elif error:
                 self.image_problem("image-file", image_id, f"image file {path} is {error}")

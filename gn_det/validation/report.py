@@ -160,6 +160,8 @@ class ValidationReport:
             for p in ordered[:examples]:
                 text = f"[{p.kind}] {p}"
                 lines.append("  e.g. " + (text if len(text) <= width else text[: width - 3] + "..."))
+        for name, counts in self.dropped.items():
+            lines.append(f"Dropped from {name}: " + ", ".join(f"{n} {what}" for what, n in counts.items()))
         for name, path in self.cleaned_datasets.items():
             lines.append(f"dataset {name} reads the repaired/cleaned copy {path}")
         if self.report_path:
