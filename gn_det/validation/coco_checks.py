@@ -593,8 +593,9 @@ class _CocoChecker:
             if len(ids) > 1:
                 self.file_warning(
                     "duplicate-category-name",
-                    f"categories {ids} are all named {name!r}; each becomes its own class, and "
-                    "their rows in the AP table carry the same name",
+                    f"categories {ids} are all named {name!r}; each becomes its own class, but "
+                    "tables keyed by class name (the AP report's per-category rows) cannot tell "
+                    "them apart",
                 )
         annotated = {
             a.get("image_id") for a in data["annotations"] if isinstance(a, dict) and _hashable(a.get("image_id"))

@@ -54,7 +54,7 @@ WARNINGS: Dict[str, WarningKind] = {
     ),
     "duplicate-category-name": WarningKind(
         "two categories with the same name (e.g. a Roboflow export's super-category)",
-        "",  # both become classes; their AP rows carry the same name
+        "",  # both become classes; tables keyed by class name cannot tell them apart
     ),
     "not-labelme-file": WarningKind(
         "a json file in a labelme folder that is not a labelme file (e.g. an exported COCO json)",
