@@ -214,3 +214,20 @@ def test_convert_tool_writes_a_coco_json_that_passes_the_coco_checks(tmp_path):
     result = check_coco_json(str(out), root, require_masks=True, for_evaluation=True)
     assert result.ok and result.report.problems == []
     assert len(json.loads(out.read_text())["annotations"]) == 4
+
+
+def test_dataset_flag_takes_a_via_json_and_validates_it_like_coco(tmp_path):
+    from gn_det.engine import argument_parser
+    from gn_det.validation import validate_args
+
+    path, root, _ = _via_region_json(tmp_path)
+    name = _name()
+    args = argument_parser().parse_args([
+        "--dataset", name, path, root, "DATASETS.TRAIN", f"('{name}',)", "DATASETS.TEST", "()",
+        "MODEL.MASK_ON", "True", "OUTPUT_DIR", str(tmp_path / "out"),
+    ])
+    report = validate_args(args, register_dataset=register_dataset)
+    assert report.ok and report.problems == [], report.format()
+    assert MetadataCatalog.get(name).thing_classes == ["kudzu", "leaf"]
+    converted = MetadataCatalog.get(name).json_file
+    assert converted.endswith(".json") and f"COCO json {converted}" in report.checked  # checked
