@@ -16,37 +16,25 @@ treats them as "ignore" regions).
 """
 
 import json
-import math
 import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Dict, List, Optional, Set
 
 from PIL import UnidentifiedImageError
 
 from ..data.formats.common import SOURCES_KEY, WARNINGS_KEY
 from ..data.image_size import read_image_size
-from .border import box_inside_fraction, clip_box, clip_polygon, polygon_inside_fraction
-from .geometry import polygon_degenerate, polygon_outside, polygon_points, polygon_self_intersection, rle_problem
-from .policy import BORDER_TOLERANCE_PX, MIN_INSIDE_FRACTION, WARNINGS
+from .annotation_checks import annotation_findings
+from .dataset_warnings import dataset_warnings
+from .policy import BORDER_TOLERANCE_PX, WARNINGS
 from .report import ValidationReport
 
 __all__ = ["CocoCheckResult", "check_coco_json", "read_image_size", "BOX_TOLERANCE_PX"]
 
 # Slack for boxes/polygons at the image border: annotation tools round coordinates.
 BOX_TOLERANCE_PX = BORDER_TOLERANCE_PX
-# Keys of the COCO instances format (cocodataset.org/#format-data), also the optional ones
-# Detectron2 or pycocotools read; anything else is an annotation tool's own ("extra-keys").
-_COCO_KEYS = {
-    "the top level": {"info", "licenses", "images", "annotations", "categories", "type"},
-    "images": {"id", "file_name", "width", "height", "license", "flickr_url", "coco_url", "date_captured"},
-    "annotations": {
-        "id", "image_id", "category_id", "segmentation", "area", "bbox", "iscrowd", "ignore",
-        "keypoints", "num_keypoints",
-    },
-    "categories": {"id", "name", "supercategory", "keypoints", "skeleton"},
-}
 
 @dataclass
 class CocoCheckResult:
@@ -82,10 +70,6 @@ def _hashable(v) -> bool:
     except TypeError:
         return False
     return True
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _missing_image_hint(file_name: str, image_root: str) -> str:
@@ -435,113 +419,11 @@ class _CocoChecker:
                 continue  # its image record is unusable: dropped (and counted) with the image
             self.annotation_content(position, ann, img)
 
-    def _annotation_content_problem(
-        self, ann: dict, img: dict, warnings: List[tuple]
-    ) -> Optional[Tuple[str, str]]:
-        """The annotation's error ``(kind, message)``, or None; its warnings are appended to
-        ``warnings`` as ``(kind, message, repair description, function applying the repair)``."""
-        width, height = img["width"], img["height"]
-        iscrowd = ann.get("iscrowd", 0)
-        if isinstance(iscrowd, bool):
-            warnings.append((
-                "iscrowd-bool",
-                f"iscrowd is {iscrowd!r}, a boolean; COCO uses 0 or 1",
-                f"iscrowd set to {int(iscrowd)}",
-                lambda: ann.__setitem__("iscrowd", int(iscrowd)),
-            ))
-        elif iscrowd not in (0, 1) or isinstance(iscrowd, float):
-            return "iscrowd", f"iscrowd must be 0 or 1 (COCO), got {iscrowd!r}"
-        bbox = ann["bbox"]
-        if (
-            not isinstance(bbox, (list, tuple))
-            or len(bbox) != 4
-            or not all(_is_number(v) for v in bbox)
-        ):
-            return "bbox", f"bbox must be [x, y, width, height] with 4 finite numbers, got {bbox!r}"
-        x, y, w, h = bbox
-        if w <= 0 or h <= 0:
-            return "bbox", f"bbox {bbox} has non-positive width or height; both must be > 0"
-        tol = BOX_TOLERANCE_PX
-        if x < -tol or y < -tol or x + w > width + tol or y + h > height + tol:
-            outside = (
-                f"bbox {bbox} (x0={x:g}, y0={y:g}, x1={x + w:g}, y1={y + h:g}) passes the border "
-                f"of the {width}x{height} image"
-            )
-            inside = box_inside_fraction(bbox, width, height)
-            if inside < MIN_INSIDE_FRACTION:
-                return "bbox", (
-                    f"{outside}: only {inside:.0%} of it lies inside (less than "
-                    f"{MIN_INSIDE_FRACTION:.0%}: wrong image or wrong units?); it must satisfy "
-                    "0 <= x, 0 <= y, x+w <= width, y+h <= height"
-                )
-            clipped = clip_box(bbox, width, height)
-            warnings.append((
-                "border",
-                f"{outside} ({inside:.0%} inside)",
-                f"box clipped to {[round(v, 2) for v in clipped]}",
-                lambda: ann.__setitem__("bbox", clipped),
-            ))
-        if "area" in ann and (not _is_number(ann["area"]) or ann["area"] < 0):
-            return "area", f"area must be a finite number >= 0, got {ann['area']!r}"
-        if "segmentation" not in ann:
-            return None
-        segm = ann["segmentation"]
-        if isinstance(segm, dict):
-            problem = rle_problem(segm, width, height)
-            return ("rle", problem) if problem else None
-        if isinstance(segm, list):
-            if not segm:
-                return (
-                    "polygon",
-                    "segmentation is an empty list; give at least one polygon [[x1, y1, x2, y2, x3, y3, ...]]",
-                )
-            if all(_is_number(v) for v in segm):
-                return (
-                    "polygon",
-                    "segmentation must be a list of polygons [[x1, y1, ...], ...], not a single flat list",
-                )
-            for k, poly in enumerate(segm):
-                which = f"polygon {k} of {len(segm)}"
-                points, problem = polygon_points(poly)
-                if problem:
-                    return "polygon", f"{which} {problem}"
-                problem = polygon_degenerate(points)
-                if problem:
-                    return "polygon", f"{which} {problem}"
-                outside = polygon_outside(points, width, height, tolerance=BOX_TOLERANCE_PX)
-                if outside:
-                    inside = polygon_inside_fraction(points, width, height)
-                    if inside < MIN_INSIDE_FRACTION:
-                        return "polygon", (
-                            f"{which} {outside}; only {inside:.0%} of its area lies inside (less "
-                            f"than {MIN_INSIDE_FRACTION:.0%}: wrong image or wrong units?)"
-                        )
-                    clipped = clip_polygon(points, width, height).ravel().tolist()
-                    warnings.append((
-                        "border",
-                        f"{which} {outside.split(';')[0]} ({inside:.0%} of its area inside)",
-                        "polygon clipped to the image",
-                        lambda k=k, clipped=clipped: segm.__setitem__(k, clipped),
-                    ))
-                crossing = polygon_self_intersection(points)
-                if crossing:
-                    warnings.append((
-                        "self-intersecting",
-                        f"{which} {crossing}; pycocotools' fill of it is what is learned and scored",
-                        "",
-                        None,
-                    ))
-            return None
-        return (
-            "segmentation",
-            f"segmentation must be a list of polygons or an RLE object, got {type(segm).__name__}",
-        )
-
     def annotation_content(self, position: int, ann: dict, img: dict) -> None:
         """Check one annotation against its image; report its error, or its warnings (and
         apply their repairs), or under --strict its warnings as errors."""
         found: List[tuple] = []
-        error = self._annotation_content_problem(ann, img, found)
+        error = annotation_findings(ann, img, found)
         if error:
             self.annotation_problem(error[0], position, ann, error[1])
             return
@@ -557,57 +439,12 @@ class _CocoChecker:
                 self.repaired.add(ann["id"])
 
     def check_dataset_level(self, data: dict, images: Dict[Any, dict], category_ids: Set[Any]) -> None:
-        """Warnings about the dataset as a whole: tool-specific keys, unused categories,
-        duplicate category names, images without annotations."""
-        sections = {"the top level": [data]}
-        sections.update({k: data[k] for k in ("images", "annotations", "categories")})
-        for section, records in sections.items():
-            extra: Dict[str, list] = {}
-            for record in records:
-                if isinstance(record, dict):
-                    for key in record.keys() - _COCO_KEYS[section]:
-                        extra.setdefault(key, []).append(record.get("id"))
-            for key, ids in sorted(extra.items()):
-                which = "" if section == "the top level" else (
-                    f" {len(ids)} of {len(records)} {section} records (ids {ids[:5]}"
-                    + (" ...)" if len(ids) > 5 else ")")
-                )
-                self.file_warning(
-                    "extra-keys",
-                    f"key {key!r} in{which or ' the top level'} is not part of the COCO format; "
-                    "Detectron2 and pycocotools ignore it",
-                )
-        categories = [c for c in data["categories"] if isinstance(c, dict) and _is_int(c.get("id"))]
-        order = {cat_id: i for i, cat_id in enumerate(sorted(category_ids))}
-        used = {a.get("category_id") for a in data["annotations"] if isinstance(a, dict)}
-        names: Dict[Any, list] = {}
-        for cat in categories:
-            names.setdefault(cat.get("name"), []).append(cat["id"])
-            if cat["id"] not in used and cat["id"] in order:
-                self.file_warning(
-                    "unused-category",
-                    f"category id {cat['id']} {cat.get('name')!r} is used by no annotation; it "
-                    f"still becomes class {order[cat['id']]} ({cat.get('name')!r}) of the model",
-                )
-        for name, ids in names.items():
-            if len(ids) > 1:
-                self.file_warning(
-                    "duplicate-category-name",
-                    f"categories {ids} are all named {name!r}; each becomes its own class, but "
-                    "tables keyed by class name (the AP report's per-category rows) cannot tell "
-                    "them apart",
-                )
-        annotated = {
-            a.get("image_id") for a in data["annotations"] if isinstance(a, dict) and _hashable(a.get("image_id"))
-        }
-        for image_id in images:
-            if image_id not in annotated and image_id not in self.bad_images:
-                self.image_warning(
-                    "no-annotations",
-                    image_id,
-                    "the image has no annotations: it is evaluated, and left out of training when "
-                    "DATALOADER.FILTER_EMPTY_ANNOTATIONS is True (Detectron2's default)",
-                )
+        """Warnings about the dataset as a whole (dataset_warnings.py)."""
+        for finding in dataset_warnings(data, images, category_ids, self.bad_images):
+            if finding.image_id is None:
+                self.file_warning(finding.kind, finding.message)
+            else:
+                self.image_warning(finding.kind, finding.image_id, finding.message)
 
     def run(self) -> CocoCheckResult:
         data = self.load()
