@@ -68,7 +68,7 @@ def add_dataset_arguments(
 
 
 def argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentParser:
-    """Detectron2's ``default_argument_parser`` plus ``--dataset NAME JSON IMAGE_DIR``."""
+    """Detectron2's ``default_argument_parser`` plus ``--dataset NAME FILE IMAGE_DIR``."""
     return add_validation_arguments(add_dataset_arguments(default_argument_parser(epilog)))
 
 
