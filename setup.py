@@ -1,7 +1,7 @@
 """gn_det: Group Normalization for Detectron2.
 
-detectron2 is not on PyPI, so it is not in install_requires: install it from its upstream source
-first (README.md, "Set-up"). This setup.py refuses to install gn_det into a Python without it,
+detectron2 is not on PyPI, so it is not in install_requires: scripts/setup_env.sh builds it from
+its upstream source first (docs/install.md). The pins live in gn_det/environment.py. This setup.py refuses to install gn_det into a Python without it,
 because ``import gn_det`` cannot work there.
 """
 import os
@@ -81,7 +81,8 @@ setup(
         # detectron2.model_zoo imports pkg_resources, which setuptools 81+ no longer ships.
         "setuptools<81",
     ],
-    extras_require={"test": ["pytest>=7"]},
+    # pytest-xdist: scripts/test.sh runs the suite on every core (`-n auto`).
+    extras_require={"test": ["pytest>=7", "pytest-xdist>=3"]},
     ext_modules=_EXT_MODULES,
     cmdclass=_CMDCLASS,
 )

@@ -33,6 +33,7 @@ __all__ = [
     "SolverValues",
     "solver_for_schedule",
     "cfg_images_per_gpu",
+    "images_per_process",
     "rescale_to_images_per_gpu",
     "apply_solver_values",
 ]
@@ -120,6 +121,35 @@ def solver_for_schedule(
     )
 
 
+def images_per_process(ims_per_batch: int, reference_world_size: int, num_processes: int) -> int:
+    """Images each of ``num_processes`` processes gets per iteration: the one copy of the rule.
+
+    ``DefaultTrainer.auto_scale_workers`` first rescales ``ims_per_batch`` from
+    ``reference_world_size`` GPUs (0: the batch is used as it is) to ``num_processes``, keeping
+    images/GPU; the total must then split evenly. A ValueError names the key and valid values.
+    """
+    if ims_per_batch <= 0:
+        raise ValueError(f"SOLVER.IMS_PER_BATCH must be > 0, got {ims_per_batch}.")
+    batch = ims_per_batch
+    if reference_world_size > 0:
+        if batch % reference_world_size:
+            raise ValueError(
+                f"SOLVER.IMS_PER_BATCH={batch} is not a multiple of "
+                f"SOLVER.REFERENCE_WORLD_SIZE={reference_world_size}; it must be images/GPU x "
+                f"REFERENCE_WORLD_SIZE (a multiple of {reference_world_size})."
+            )
+        batch = int(round(batch * num_processes / reference_world_size))
+    if batch % num_processes:
+        lower = batch - batch % num_processes
+        raise ValueError(
+            f"SOLVER.IMS_PER_BATCH: {batch} images per batch cannot be split evenly over "
+            f"{num_processes} processes (--num-gpus x --num-machines); use a multiple of "
+            f"{num_processes}, e.g. "
+            + ", ".join(str(v) for v in (lower, lower + num_processes) if v > 0)
+        )
+    return batch // num_processes
+
+
 def cfg_images_per_gpu(cfg: CfgNode) -> int:
     """Images per GPU of a config written for a GPU count: IMS_PER_BATCH / REFERENCE_WORLD_SIZE."""
     total, world = cfg.SOLVER.IMS_PER_BATCH, cfg.SOLVER.REFERENCE_WORLD_SIZE
@@ -129,12 +159,7 @@ def cfg_images_per_gpu(cfg: CfgNode) -> int:
             f"its IMS_PER_BATCH={total} is for, so it has no per-GPU batch. "
             f"Set REFERENCE_WORLD_SIZE > 0."
         )
-    if total % world != 0:
-        raise ValueError(
-            f"SOLVER.IMS_PER_BATCH={total} is not a multiple of "
-            f"SOLVER.REFERENCE_WORLD_SIZE={world}; it must be images/GPU x REFERENCE_WORLD_SIZE."
-        )
-    return total // world
+    return images_per_process(total, world, world)
 
 
 def rescale_to_images_per_gpu(

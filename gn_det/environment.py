@@ -7,11 +7,14 @@ into one readable message at import / set-up time.
 """
 import importlib.util
 
+# The pins, in one place: setup.py, scripts/setup_env.sh (through --print-pins) and the docs'
+# commands (checked by tests/docs/test_docs.py) all take them from here.
 # The upstream commit gn_det is developed and tested against.
+DETECTRON2_REPO = "https://github.com/facebookresearch/detectron2.git"
 DETECTRON2_COMMIT = "02b5c4e295e990042a714712c21dc79b731e8833"
 DETECTRON2_INSTALL = (
     "python3 -m pip install --no-build-isolation "
-    f"'git+https://github.com/facebookresearch/detectron2.git@{DETECTRON2_COMMIT}'"
+    f"'git+{DETECTRON2_REPO}@{DETECTRON2_COMMIT}'"
 )
 # The torch/torchvision pair gn_det pins (see setup.py and scripts/setup_env.sh).
 TORCH_VERSION = "2.13.0"
@@ -26,8 +29,10 @@ def detectron2_missing_message() -> str:
     return (
         "gn_det needs detectron2, which is not installed in this Python "
         "(it is not on PyPI and must be built from its upstream source, after torch).\n"
-        f"Install it with:\n    {DETECTRON2_INSTALL}\n"
-        "or from a local clone: `python3 -m pip install --no-build-isolation -e detectron2`."
+        f"Run `bash scripts/setup_env.sh`, which installs it, or install it yourself with:\n"
+        f"    {DETECTRON2_INSTALL}\n"
+        "Without internet, point the set-up at a local clone or mirror of detectron2: "
+        "`GN_DET_DETECTRON2_SRC=/path/to/detectron2 bash scripts/setup_env.sh`."
     )
 
 
@@ -84,9 +89,24 @@ def check_environment() -> dict:
     }
 
 
+def shell_pins() -> str:
+    """The pins as shell assignments, for `eval "$(python3 gn_det/environment.py --print-pins)"`."""
+    return "\n".join([
+        f"TORCH_V={TORCH_VERSION}",
+        f"VISION_V={TORCHVISION_VERSION}",
+        f"D2_COMMIT={DETECTRON2_COMMIT}",
+        f"D2_REPO={DETECTRON2_REPO}",
+    ])
+
+
 if __name__ == "__main__":
-    # `python3 gn_det/environment.py`: the set-up script's check, usable before gn_det is installed.
+    # `python3 gn_det/environment.py`: the set-up script's check, usable before gn_det is installed
+    # (this module imports nothing outside the standard library at load time).
     import sys
+
+    if sys.argv[1:] == ["--print-pins"]:
+        print(shell_pins())
+        sys.exit(0)
 
     try:
         found = check_environment()

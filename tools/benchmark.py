@@ -1,15 +1,22 @@
 #!/usr/bin/env python3
-"""Benchmark the cost of GN in Mask R-CNN R50-FPN: (a) BN*, (b) Detectron2 GN, (c) gn_det GN,
-(d) gn_det GN+WS, side by side. Prints Markdown tables and writes the JSON result.
+"""gn_det's benchmarks, one command line, three sub-commands:
 
-    python3 tools/benchmark.py --quick                # a few minutes on CPU
-    python3 tools/benchmark.py --device cpu           # the full CPU table (about 45 minutes at --threads 1)
-    python3 tools/benchmark.py --device cuda          # the full GPU table
+    python3 tools/benchmark.py model --quick          # the whole model, BN*/D2 GN/gn_det GN/GN+WS
+    python3 tools/benchmark.py model --device cpu --freeze-at 2 0 --threads 1
+    python3 tools/benchmark.py layers --device cpu    # GN+ReLU layers and the GN box head, fused vs not
+    python3 tools/benchmark.py validation             # COCO validation throughput, safe checkpoint save
+
+Without a sub-command it is ``model`` (``tools/benchmark.py --quick`` works as before). Every
+sub-command times with gn_det.benchmark.timing and measures memory with gn_det.benchmark.memory
+(peak RSS or CUDA peak, in a fresh process). ``tools/benchmark.py <sub-command> -h`` lists its
+options.
 """
 import argparse
 import sys
 
 import torch
+
+SUBCOMMANDS = ("model", "layers", "validation")
 
 
 def _size(text: str):
@@ -22,8 +29,7 @@ def _size(text: str):
     return (h, w)
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def _add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                    help="cpu or cuda[:N] (default: cuda when available)")
     p.add_argument("--quick", action="store_true",
@@ -33,25 +39,28 @@ def parse_args(argv=None):
                    help="image sizes HxW; the first is the main one (CPU default: 384x640 256x416; GPU: 800x1333 600x1000)")
     p.add_argument("--ims", nargs="+", type=int, help="images per batch at the main size (default 1 2 4)")
     p.add_argument("--main-ims", type=int, help="images per batch of the main row (default 2)")
+    p.add_argument("--freeze-at", nargs="+", type=int,
+                   help="MODEL.BACKBONE.FREEZE_AT of the rows, each a set of rows (default 2; "
+                        "0 trains the stem and res2, whose GN layers see the largest tensors)")
     p.add_argument("--warmup", type=int, help="warm-up repeats, discarded")
     p.add_argument("--repeats", type=int, help="measured repeats (medians, min, max)")
-    p.add_argument("--threads", type=int, help="torch threads (default: torch's, all cores)")
+    p.add_argument("--threads", type=int,
+                   help="torch threads, in the timing process and every memory process; recorded "
+                        "in the JSON (default: torch's, all cores; --quick: 1)")
     p.add_argument("--seed", type=int, help="workload and initialization seed (default 0)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory processes")
     p.add_argument("--no-layers", action="store_true", help="skip the layer-level microbenchmark")
     p.add_argument("--layer-size", type=_size, help="image size whose GN shapes are benchmarked "
                    "(default 800x1333, Detectron2's training size)")
+    p.add_argument("--layer-repeats", type=int, help="repeats of each layer shape (default 5)")
     p.add_argument("--output", help="JSON path (default output/benchmark/<device>[_quick].json)")
     p.add_argument("--markdown", help="also write the Markdown tables to this path")
     p.add_argument("--from-json", metavar="PATH",
                    help="measure nothing: print the tables of a saved result (ratios recomputed; "
                         "with --output, also write the refreshed JSON)")
-    return p.parse_args(argv)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    import gn_det  # noqa: F401  registers gn_det's modules
+def _run_model(args) -> int:
     from gn_det.benchmark import (
         BenchmarkSettings,
         format_markdown,
@@ -76,6 +85,8 @@ def main(argv=None) -> int:
             images_per_batch=tuple(args.ims) if args.ims else None,
             main_images_per_batch=args.main_ims, warmup=args.warmup, repeats=args.repeats,
             threads=args.threads, seed=args.seed, layer_image_size=args.layer_size,
+            layer_repeats=args.layer_repeats,
+            freeze_at=tuple(args.freeze_at) if args.freeze_at else None,
             memory=False if args.no_memory else None, layers=False if args.no_layers else None,
         )
     except (ValueError, KeyError) as e:
@@ -87,6 +98,61 @@ def main(argv=None) -> int:
     _emit(format_markdown(result), args.markdown)
     print(f"JSON: {output}", file=sys.stderr)
     return 0
+
+
+def _run_layers(args) -> int:
+    from gn_det.benchmark import layer_timing
+
+    if args.repeats < 1 or args.rois < 1 or args.image_size < 1 or args.images < 1:
+        print("benchmark layers: --repeats, --rois, --image-size and --images must be >= 1",
+              file=sys.stderr)
+        return 2
+    layer_timing.run(args)
+    return 0
+
+
+def _run_validation(args) -> int:
+    from gn_det.benchmark import validation_cost
+
+    try:
+        validation_cost.run(args)
+    except ValueError as e:
+        print(f"benchmark validation: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from gn_det.benchmark import layer_timing, validation_cost
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="{model,layers,validation}")
+    model = sub.add_parser("model", help="whole-model benchmark (the default)",
+                           description="Mask R-CNN R50-FPN: (a) BN*, (b) Detectron2 GN, (c) gn_det GN, "
+                                       "(d) gn_det GN+WS, side by side; Markdown tables and JSON.")
+    _add_model_arguments(model)
+    model.set_defaults(func=_run_model)
+    layers = sub.add_parser("layers", help="GN+ReLU layers and the GN box head, fused vs nn.GroupNorm",
+                            description=layer_timing.__doc__.split("\n\n")[0])
+    layer_timing.add_arguments(layers)
+    layers.set_defaults(func=_run_layers)
+    validation = sub.add_parser("validation", help="COCO validation throughput and checkpoint-save cost",
+                                description=validation_cost.__doc__.split("\n\n")[0])
+    validation_cost.add_arguments(validation)
+    validation.set_defaults(func=_run_validation)
+    return parser
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in SUBCOMMANDS + ("-h", "--help"):
+        argv = ["model"] + argv  # the command line before sub-commands existed
+    import gn_det  # noqa: F401  registers gn_det's modules
+    from gn_det.third_party_warnings import ignore_third_party_warnings
+
+    ignore_third_party_warnings()  # the known-harmless ones only (gn_det/third_party_warnings.py)
+    args = build_parser().parse_args(argv)
+    return args.func(args)
 
 
 def _emit(markdown: str, path) -> None:

@@ -3,22 +3,21 @@
 ``benchmark_group_norm(shapes, device)`` times one GN+ReLU layer, torch's ``nn.GroupNorm`` then
 ``ReLU`` against gn_det's fused op, on the activation shapes of a Mask R-CNN R50-FPN training
 step (``MASK_RCNN_R50_FPN_SHAPES``), and reports the fused op's achieved bandwidth against a
-measured copy (``clone``) bandwidth. ``training_step_memory(model, inputs)`` measures the peak
-memory of one forward+backward in-process (CUDA allocator stats on GPU, the profiler's
-allocation events on CPU), which is how the fused path's memory saving is checked;
-``gn_head_comparison`` and ``model_comparison`` apply it, with step times, to Detectron2's GN
-box head and to a whole model built from a gn_det config, fused vs unfused.
+measured copy (``clone``) bandwidth. ``training_step_memory(model, inputs, meter)`` measures one
+forward+backward with the benchmark's memory meter (``memory.PeakMemory``): the peak, and what
+the forward kept for backward; ``gn_head_comparison`` and ``model_comparison`` run it in fresh
+processes, with step times, on Detectron2's GN box head and on a whole model built from a gn_det
+config, fused vs unfused. Times come from the one timing helper (``timing.interleaved``).
 
-Command line::
+Command line (``python -m gn_det.benchmark.layer_timing`` takes the same options)::
 
-    python -m gn_det.benchmark.layer_timing --device cpu           # layers + box head
-    python -m gn_det.benchmark.layer_timing --device cpu --skip-layers \
+    python3 tools/benchmark.py layers --device cpu           # layers + box head
+    python3 tools/benchmark.py layers --device cpu --skip-layers \
         --model-config configs/COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x_gn.yaml
 """
 
 import argparse
 import statistics
-import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -26,6 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..layers import group_norm_act
+from .memory import PeakMemory, measure_in_fresh_process
+from .timing import TIMERS, interleaved
 
 __all__ = [
     "MASK_RCNN_R50_FPN_SHAPES",
@@ -63,41 +64,13 @@ _PASSES_TRAIN = 3 + 2 + 5  # forward; recompute y for the next layer (read x, wr
 # backward (read dy, x for the sums; read dy, x, write dx)
 
 
-def _sync(device: torch.device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-TIMERS = ("auto", "wall", "process")
-
-
-def _clock(timer: str, device: torch.device) -> Callable[[], float]:
-    if timer not in TIMERS:
-        raise ValueError(f"timer={timer!r}; valid: {', '.join(TIMERS)}.")
-    if timer == "auto":
-        timer = "wall" if device.type == "cuda" else "process"
-    # CPU time of this process (all its threads) is far less disturbed than wall time by other
-    # jobs on a shared machine; on GPU, wall time after a synchronize is the measure.
-    return time.perf_counter if timer == "wall" else time.process_time
-
-
 def _median_ms(
     fns: Dict[str, Callable[[], object]], device: torch.device, repeats: int, timer: str = "auto"
 ) -> Dict[str, float]:
-    """Median milliseconds of each function, timed round-robin (one warm-up call each) so that
+    """Median milliseconds of each function, interleaved after one warm-up round, so that
     drifting load on a shared machine affects all of them alike."""
-    clock = _clock(timer, device)
-    for fn in fns.values():
-        fn()
-    _sync(device)
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = clock()
-            fn()
-            _sync(device)
-            times[name].append((clock() - start) * 1e3)
-    return {name: statistics.median(t) for name, t in times.items()}
+    samples = interleaved(fns, repeats, warmup=1, device=device, timer=timer)
+    return {name: statistics.median(t) * 1e3 for name, t in samples.items()}
 
 
 def copy_bandwidth(numel: int, device, dtype=torch.float32, repeats: int = 5, timer: str = "auto") -> float:
@@ -183,59 +156,61 @@ def benchmark_group_norm(
 # ---------------------------------------------------------------------------------------------
 # Memory of one training step.
 # ---------------------------------------------------------------------------------------------
-_BACKWARD_MARK = "gn_det::backward"
 
 
-def _cpu_step_memory(step: Callable[[], None]) -> Dict[str, int]:
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        step()
-    # Each allocation/free is attributed to the innermost op (self memory); in time order their
-    # running sum is the bytes allocated since the start: its maximum is the peak, its value when
-    # backward starts is what the forward kept (saved activations and the output).
-    events = sorted(prof.events(), key=lambda e: e.time_range.start)
-    current = peak = 0
-    after_forward = None
-    for event in events:
-        if after_forward is None and event.name == _BACKWARD_MARK:
-            after_forward = current
-        current += event.self_cpu_memory_usage
-        peak = max(peak, current)
-    return {"peak_bytes": peak, "after_forward_bytes": after_forward}
-
-
-def training_step_memory(model: nn.Module, inputs: Sequence[torch.Tensor]) -> Dict[str, int]:
+def training_step_memory(model: nn.Module, inputs: Sequence[torch.Tensor], meter: PeakMemory) -> Dict[str, int]:
     """Memory of one training step, ``model(*inputs)`` then backward of its summed output.
 
-    Returns ``{"peak_bytes", "after_forward_bytes"}``: the peak allocated during the step, and
-    what is allocated when backward starts (the activations kept for backward, plus the
-    output), both above what was allocated before the step (parameters, gradients from a
-    warm-up step, inputs). In-process and deterministic: the CUDA caching allocator's counters on
-    GPU, the profiler's allocation events on CPU (RSS would be noise).
+    Returns ``{"peak_bytes", "after_forward_bytes"}``: the peak during the step, and what is in
+    use when backward starts (the activations kept for backward, plus the output), both above
+    what was in use before it (parameters, their ``.grad`` buffers, allocated here first, and
+    the inputs). Run it in a fresh process on CPU: RSS also counts memory freed earlier in the
+    process and kept by the allocator.
     """
-    device = inputs[0].device
+    for p in model.parameters():
+        if p.requires_grad and p.grad is None:
+            p.grad = torch.zeros_like(p)  # backward accumulates into them: nothing new to allocate
+    meter.start()
+    out = model(*inputs)
+    loss = sum(o.float().sum() for o in (out if isinstance(out, (list, tuple)) else [out]))
+    meter.mark("after_forward")
+    loss.backward()
+    result = meter.result()
+    return {"peak_bytes": result["peak_growth_bytes"], "after_forward_bytes": result["marks_bytes"]["after_forward"]}
 
-    def step():
-        out = model(*inputs)
-        loss = sum(o.float().sum() for o in (out if isinstance(out, (list, tuple)) else [out]))
-        with torch.profiler.record_function(_BACKWARD_MARK):
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-                step.after_forward = torch.cuda.memory_allocated(device)
-            loss.backward()
 
-    step()  # warm-up: .grad buffers and lazy state are allocated outside the measurement
-    if device.type != "cuda":
-        return _cpu_step_memory(step)
-    torch.cuda.synchronize(device)
-    base = torch.cuda.memory_allocated(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    step()
-    torch.cuda.synchronize(device)
+def _box_head(fused: bool, channels: int, resolution: int, device) -> nn.Module:
+    from detectron2.layers import ShapeSpec
+    from detectron2.modeling.roi_heads.box_head import FastRCNNConvFCHead
+
+    from ..layers import GNSettings, apply_conv_settings, build_norm_factory
+
+    torch.manual_seed(0)
+    settings = GNSettings(fused=fused)
+    m = FastRCNNConvFCHead(
+        ShapeSpec(channels=channels, height=resolution, width=resolution),
+        conv_dims=[channels] * 4,
+        fc_dims=[1024],
+        conv_norm=build_norm_factory("GN", settings, "MODEL.ROI_BOX_HEAD.NORM"),
+    )
+    return apply_conv_settings(m, settings).to(device)
+
+
+def box_head_memory(meter: PeakMemory, fused: bool, num_rois: int, channels: int, resolution: int,
+                    device: str) -> Dict[str, int]:
+    """Fresh-process target: ``training_step_memory`` of the GN box head."""
+    head = _box_head(fused, channels, resolution, device)
+    x = torch.randn(num_rois, channels, resolution, resolution, device=device, requires_grad=True)
+    return training_step_memory(head, [x], meter)
+
+
+def _fresh_memory(target: str, device, what: str, **kwargs) -> Dict[str, Dict[str, int]]:
+    """``{"unfused": ..., "fused": ...}`` memory of a target, one fresh process each."""
     return {
-        "peak_bytes": torch.cuda.max_memory_allocated(device) - base,
-        "after_forward_bytes": step.after_forward - base,
+        name: measure_in_fresh_process(target, dict(kwargs, fused=fused, device=str(device)),
+                                       device=str(device), threads=torch.get_num_threads(),
+                                       what=f"{what}, {name}")
+        for name, fused in (("unfused", False), ("fused", True))
     }
 
 
@@ -257,31 +232,15 @@ def gn_head_comparison(
     ``training_step_memory``), ``train_ms`` and ``infer_ms`` when timed, and each ratio
     (``*_ratio`` = fused / unfused).
     """
-    from detectron2.layers import ShapeSpec
-    from detectron2.modeling.roi_heads.box_head import FastRCNNConvFCHead
-
-    from ..layers import apply_conv_settings
-    from ..layers import GNSettings, build_norm_factory
-
     device = torch.device(device)
-
-    def head(fused: bool) -> nn.Module:
-        torch.manual_seed(0)
-        settings = GNSettings(fused=fused)
-        m = FastRCNNConvFCHead(
-            ShapeSpec(channels=channels, height=resolution, width=resolution),
-            conv_dims=[channels] * 4,
-            fc_dims=[1024],
-            conv_norm=build_norm_factory("GN", settings, "MODEL.ROI_BOX_HEAD.NORM"),
-        )
-        return apply_conv_settings(m, settings).to(device)
-
-    heads = {"unfused": head(False), "fused": head(True)}
-    x = torch.randn(num_rois, channels, resolution, resolution, device=device, requires_grad=True)
     result = {}
-    for name, m in heads.items():
-        for key, value in training_step_memory(m, [x]).items():
-            result[f"{name}_{key}"] = value
+    memory = _fresh_memory("gn_det.benchmark.layer_timing:box_head_memory", device, "GN box head",
+                           num_rois=num_rois, channels=channels, resolution=resolution)
+    for name, values in memory.items():
+        for key in ("peak_bytes", "after_forward_bytes"):
+            result[f"{name}_{key}"] = values[key]
+    heads = {name: _box_head(name == "fused", channels, resolution, device) for name in ("unfused", "fused")}
+    x = torch.randn(num_rois, channels, resolution, resolution, device=device, requires_grad=True)
     keys = ["peak_bytes", "after_forward_bytes"]
     if repeats > 0:
 
@@ -327,6 +286,46 @@ def _synthetic_batch(num_images: int, size: int, device) -> List[Dict[str, objec
     return batch
 
 
+def _build_model(config_file: str, fused: bool, device) -> nn.Module:
+    from detectron2.config import get_cfg
+    from detectron2.modeling import build_model
+
+    from ..config import add_gn_config
+
+    cfg = get_cfg()
+    add_gn_config(cfg)
+    cfg.merge_from_file(config_file)
+    cfg.MODEL.DEVICE = str(device)
+    cfg.MODEL.WEIGHTS = ""
+    cfg.MODEL.GN.FUSED = fused
+    torch.manual_seed(0)
+    return build_model(cfg).train()
+
+
+class _Losses(nn.Module):
+    """A Detectron2 model's training losses on a fixed batch, as a module of a dummy input."""
+
+    def __init__(self, model, batch):
+        super().__init__()
+        self.model = model
+        self.batch = batch
+
+    def forward(self, _):
+        torch.manual_seed(0)  # the same proposals sampled in every run
+        return list(self.model(self.batch).values())
+
+
+def whole_model_memory(meter: PeakMemory, config_file: str, fused: bool, image_size: int,
+                       num_images: int, device: str) -> Dict[str, int]:
+    """Fresh-process target: ``training_step_memory`` of a whole model from a gn_det config."""
+    from detectron2.utils.events import EventStorage
+
+    model = _build_model(config_file, fused, device)
+    batch = _synthetic_batch(num_images, image_size, device)
+    with EventStorage():  # Detectron2's losses log into one
+        return training_step_memory(_Losses(model, batch), [torch.zeros(1, device=device)], meter)
+
+
 def model_comparison(
     config_file: str,
     image_size: int = 512,
@@ -336,38 +335,21 @@ def model_comparison(
     timer: str = "auto",
 ) -> Dict[str, float]:
     """A whole Detectron2 model from a gn_det config, ``MODEL.GN.FUSED`` False vs True (same
-    weights, same synthetic batch): memory of one training step (``training_step_memory``) and
-    median times of a training step and of inference. Keys as in ``gn_head_comparison``."""
-    from detectron2.config import get_cfg
-    from detectron2.modeling import build_model
+    weights, same synthetic batch): memory of one training step (``training_step_memory``, in a
+    fresh process each) and median times of a training step and of inference. Keys as in
+    ``gn_head_comparison``."""
     from detectron2.utils.events import EventStorage
 
-    from ..config import add_gn_config
-
     device = torch.device(device)
-
-    def build(fused: bool) -> nn.Module:
-        cfg = get_cfg()
-        add_gn_config(cfg)
-        cfg.merge_from_file(config_file)
-        cfg.MODEL.DEVICE = str(device)
-        cfg.MODEL.WEIGHTS = ""
-        cfg.MODEL.GN.FUSED = fused
-        torch.manual_seed(0)
-        return build_model(cfg).train()
-
-    models = {"unfused": build(False), "fused": build(True)}
+    result = {}
+    memory = _fresh_memory("gn_det.benchmark.layer_timing:whole_model_memory", device, config_file,
+                           config_file=config_file, image_size=image_size, num_images=num_images)
+    for name, values in memory.items():
+        for key in ("peak_bytes", "after_forward_bytes"):
+            result[f"{name}_{key}"] = values[key]
+    models = {"unfused": _build_model(config_file, False, device), "fused": _build_model(config_file, True, device)}
     models["fused"].load_state_dict(models["unfused"].state_dict())
     batch = _synthetic_batch(num_images, image_size, device)
-
-    class _Losses(nn.Module):
-        def __init__(self, model):
-            super().__init__()
-            self.model = model
-
-        def forward(self, _):
-            torch.manual_seed(0)  # the same proposals sampled in every run
-            return list(self.model(batch).values())
 
     def train(model):
         def run():
@@ -385,11 +367,7 @@ def model_comparison(
 
         return run
 
-    result = {}
     with EventStorage():  # Detectron2's losses log into one
-        for name, model in models.items():
-            for key, value in training_step_memory(_Losses(model), [torch.zeros(1, device=device)]).items():
-                result[f"{name}_{key}"] = value
         fns = {}
         for name, model in models.items():
             fns[f"{name}_train_ms"] = train(model)
@@ -434,8 +412,8 @@ def format_table(rows: List[Dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Optional[Sequence[str]] = None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``tools/benchmark.py layers`` (and ``python -m gn_det.benchmark.layer_timing``)."""
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     parser.add_argument("--channels-last", action="store_true")
@@ -451,7 +429,10 @@ def main(argv: Optional[Sequence[str]] = None):
     parser.add_argument("--image-size", type=int, default=512, help="with --model-config")
     parser.add_argument("--images", type=int, default=2, help="with --model-config")
     parser.add_argument("--only", default="", help="comma-separated substrings of layer names to run")
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Print the layer table and the box-head (or ``--model-config``) comparison."""
     shapes = MASK_RCNN_R50_FPN_SHAPES
     if args.only:
         keys = [k.strip() for k in args.only.split(",")]
@@ -483,6 +464,12 @@ def main(argv: Optional[Sequence[str]] = None):
         f"{timer} time, median of {args.repeats}:"
     )
     print(_comparison_table(head))
+
+
+def main(argv: Optional[Sequence[str]] = None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

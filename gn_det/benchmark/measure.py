@@ -1,17 +1,14 @@
-"""Timing one training step or one inference batch, and peak memory, on CPU or CUDA.
+"""One variant's model on the fixed workload: a training step, an inference batch, and its peak
+memory (the one meter, ``memory.PeakMemory``, in a fresh process: ``run_memory_measurement``).
 
-Times are wall-clock seconds around one call, with ``torch.cuda.synchronize`` on both sides on a
-GPU so queued kernels are counted. Peak memory is the growth from just before the model is built
-to the peak over the measured steps (weights, gradients, optimizer state, activations and
-workspace): on CUDA from ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``;
-on CPU from the process's peak resident set size (``VmHWM``, reset through
-``/proc/self/clear_refs`` where the kernel allows it). CPU allocators keep freed memory, so each
-CPU memory measurement runs in a fresh process (``memory_worker.py``, ``memory_process.py``).
+Times come from the one timing helper (``timing.timed``: wall-clock seconds around one call,
+``torch.cuda.synchronize`` on both sides on a GPU). Peak memory is the growth from just before
+the model is built to the peak over the measured steps (weights, gradients, optimizer state,
+activations and workspace).
 """
+import dataclasses
 import itertools
-import statistics
-import time
-from typing import Dict, Sequence
+from typing import Dict, Optional
 
 import torch
 from detectron2.engine import SimpleTrainer
@@ -20,35 +17,17 @@ from detectron2.solver import build_optimizer
 from detectron2.utils.events import EventStorage, get_event_storage
 
 from .fixed_workload import set_fixed_workload
-from .workload import Workload
+from .memory import PeakMemory, measure_in_fresh_process
+from .timing import timed
+from .variants import build_variant_cfg
+from .workload import Workload, WorkloadSpec, make_workload
 
 __all__ = [
-    "synchronize",
-    "summarize",
     "BenchmarkedModel",
     "measure_peak_memory",
-    "current_rss_bytes",
-    "reset_peak_rss",
-    "peak_rss_bytes",
+    "model_memory",
+    "run_memory_measurement",
 ]
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for queued GPU work; nothing to wait for on CPU."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def summarize(samples: Sequence[float]) -> Dict:
-    """``{"median", "min", "max", "samples"}`` of a list of measurements."""
-    if not samples:
-        raise ValueError("summarize() needs at least one sample.")
-    return {
-        "median": statistics.median(samples),
-        "min": min(samples),
-        "max": max(samples),
-        "samples": list(samples),
-    }
 
 
 class BenchmarkedModel:
@@ -84,32 +63,31 @@ class BenchmarkedModel:
         ]
         self.trainer.reset_data_loader(lambda: itertools.repeat(self._inputs))
 
-    def train_step(self, seed: int = 0) -> float:
-        """Seconds for one training step. Raises if the RoI sampling was not the fixed one.
-
-        Must run inside an ``EventStorage`` (Detectron2's models log to it).
-        """
+    def step(self, seed: int = 0) -> None:
+        """One training step (Detectron2's ``run_step``); must run inside an ``EventStorage``
+        (Detectron2's models log to it). Call ``check_sampling`` after it."""
         self.model.train()
         torch.manual_seed(seed)  # the samplers draw the same RoIs in every variant
-        synchronize(self.device)
-        start = _now()
         self.trainer.run_step()
-        synchronize(self.device)
-        elapsed = _now() - start
-        self._check_sampling()
+
+    def infer(self) -> None:
+        """One inference call on the workload's batch (all its images)."""
+        self.model.eval()
+        with torch.no_grad():
+            self.model(self._inputs)
+
+    def train_step(self, seed: int = 0) -> float:
+        """Seconds for one training step. Raises if the RoI sampling was not the fixed one."""
+        elapsed = timed(lambda: self.step(seed), self.device)
+        self.check_sampling()
         return elapsed
 
     def inference_batch(self) -> float:
         """Seconds for one inference call on the workload's batch (all its images)."""
-        self.model.eval()
-        synchronize(self.device)
-        start = _now()
-        with torch.no_grad():
-            self.model(self._inputs)
-        synchronize(self.device)
-        return _now() - start
+        return timed(self.infer, self.device)
 
-    def _check_sampling(self) -> None:
+    def check_sampling(self) -> None:
+        """Raise if the last training step did not sample the fixed RoI counts."""
         spec = self.workload.spec
         storage = get_event_storage()
         fg = storage.history("roi_head/num_fg_samples").latest()
@@ -125,57 +103,19 @@ class BenchmarkedModel:
         self.trainer.concurrent_executor.shutdown(wait=True)
 
 
-def _now() -> float:
-    return time.perf_counter()
-
-
-# ---- CPU resident memory (Linux /proc) ------------------------------------------------------
-
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"/proc/self/status has no {field} line: peak RSS needs Linux.")
-
-
-def current_rss_bytes() -> int:
-    return _status_kib("VmRSS") * 1024
-
-
-def reset_peak_rss() -> bool:
-    """Set the process's peak RSS to its current RSS; False where the kernel does not allow it."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def peak_rss_bytes() -> int:
-    return _status_kib("VmHWM") * 1024
-
-
-def measure_peak_memory(cfg, workload: Workload, mode: str, steps: int, seed: int = 0) -> Dict:
+def measure_peak_memory(
+    cfg, workload: Workload, mode: str, steps: int, seed: int = 0, meter: Optional[PeakMemory] = None
+) -> Dict:
     """Peak memory growth (bytes) of building ``cfg``'s model and running ``steps`` steps.
 
     ``mode``: "train" (training steps; two are needed to reach the steady state, where the
     previous step's gradients and the momentum buffers are alive during the forward) or
-    "inference". Meant to run in a fresh process on CPU (see module docstring).
+    "inference". Meant to run in a fresh process (``run_memory_measurement``).
     """
     if mode not in ("train", "inference"):
         raise ValueError(f"mode must be 'train' or 'inference', got {mode!r}.")
-    device = torch.device(cfg.MODEL.DEVICE)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.empty_cache()
-        baseline = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        method = "torch.cuda.max_memory_allocated"
-    else:
-        baseline = current_rss_bytes()
-        method = "VmHWM after clear_refs" if reset_peak_rss() else "VmHWM (not resettable)"
+    meter = meter or PeakMemory(cfg.MODEL.DEVICE)
+    meter.start()
     bench = BenchmarkedModel(cfg, seed=seed)
     bench.set_workload(workload)
     with EventStorage(0):
@@ -184,8 +124,34 @@ def measure_peak_memory(cfg, workload: Workload, mode: str, steps: int, seed: in
                 bench.train_step(seed=seed + i)
             else:
                 bench.inference_batch()
-    synchronize(device)
-    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else peak_rss_bytes()
+    result = {**meter.result(), "steps": steps}
     bench.close()
-    return {"peak_growth_bytes": max(0, peak - baseline), "baseline_bytes": baseline,
-            "method": method, "steps": steps}
+    return result
+
+
+def model_memory(meter: PeakMemory, variant: str, spec: Dict, mode: str, device: str, steps: int,
+                 seed: int, freeze_at: int = 2) -> Dict:
+    """The fresh-process target of ``run_memory_measurement``."""
+    spec = WorkloadSpec(**spec)
+    workload = make_workload(spec)  # before the meter starts: the inputs are not the model's memory
+    cfg = build_variant_cfg(variant, spec, device, freeze_at=freeze_at)
+    return measure_peak_memory(cfg, workload, mode, steps, seed, meter)
+
+
+def run_memory_measurement(variant: str, spec: WorkloadSpec, mode: str, device: str, steps: int,
+                           seed: int, threads: int, freeze_at: int = 2,
+                           timeout_s: float = 3600.0) -> Dict:
+    """``measure_peak_memory`` of a variant in a fresh process; its result dict.
+
+    Raises RuntimeError with the child's stderr tail when it fails.
+    """
+    return measure_in_fresh_process(
+        "gn_det.benchmark.measure:model_memory",
+        dict(variant=variant, spec=dataclasses.asdict(spec), mode=mode, device=device,
+             steps=steps, seed=seed, freeze_at=freeze_at),
+        device=device,
+        threads=threads,
+        what=f"variant ({variant}) {mode} at {spec.height}x{spec.width}, "
+             f"{spec.images_per_batch} image(s)",
+        timeout_s=timeout_s,
+    )

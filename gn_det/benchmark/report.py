@@ -86,6 +86,10 @@ def _paired_line(result: Dict, row: Dict) -> Optional[str]:
             "a drifting machine load cancels out of them): " + "; ".join(parts) + ".")
 
 
+def _freeze_at(row: Dict) -> int:
+    return row.get("freeze_at", 2)  # results written before the option froze stem and res2
+
+
 def _main_section(result: Dict) -> List[str]:
     s, dev = result["settings"], result["device"]
     main = next(r for r in result["rows"] if r["main"])
@@ -93,7 +97,8 @@ def _main_section(result: Dict) -> List[str]:
     with_ratio = "to_a" in main["ratios"]
     h, w = main["image_size"]
     lines = [
-        f"### Mask R-CNN R50-FPN 4conv1fc: {h}x{w} images, {main['images_per_batch']} per batch",
+        f"### Mask R-CNN R50-FPN 4conv1fc: {h}x{w} images, {main['images_per_batch']} per batch, "
+        f"FREEZE_AT {_freeze_at(main)}",
         "",
         f"{dev['name']} ({dev['type']}, {dev['threads']} threads), {result['started']}; torch "
         f"{dev['torch']}, detectron2 {dev['detectron2']}. Medians of {s['repeats']} repeats after "
@@ -116,14 +121,16 @@ def _scaling_section(result: Dict) -> List[str]:
     for row in result["rows"]:
         size = "x".join(str(x) for x in row["image_size"])
         for k in keys:
-            rows.append([size, str(row["images_per_batch"]), _variant_label(result, k)]
-                        + _row_cells(result, row, k))
-    lines = ["### Scaling: images per batch and image size", ""]
-    lines += _table(["image size", "im/batch", "variant"] + _metric_headers(with_ratio), rows)
+            rows.append([size, str(row["images_per_batch"]), str(_freeze_at(row)),
+                         _variant_label(result, k)] + _row_cells(result, row, k))
+    lines = ["### Scaling: images per batch, image size and FREEZE_AT", ""]
+    lines += _table(["image size", "im/batch", "FREEZE_AT", "variant"] + _metric_headers(with_ratio),
+                    rows)
     c_to_b = [(row, row["ratios"].get("c_to_b")) for row in result["rows"]]
     if any(v for _, v in c_to_b):
         lines += ["", "(c) / (b) per row: " + "; ".join(
-            f"{'x'.join(map(str, r['image_size']))} {r['images_per_batch']} im: train ×"
+            f"{'x'.join(map(str, r['image_size']))} {r['images_per_batch']} im FREEZE_AT "
+            f"{_freeze_at(r)}: train ×"
             f"{_ratio(v['train_step_s'])}, inference ×{_ratio(v['inference_s_per_image'])}"
             for r, v in c_to_b if v)]
     return lines

@@ -1,15 +1,16 @@
 """The benchmark run: every variant on every row, interleaved, then memory, then the layer section.
 
 Rows: the first image size at every images-per-batch count, then each other image size at the
-main count. The main row (first size, main count) is the headline table.
+main count; all of that for each ``MODEL.BACKBONE.FREEZE_AT`` asked for. The main row (first
+size, main count, first FREEZE_AT) is the headline table.
 """
 import dataclasses
 import datetime
 import gc
 import os
 import platform
-import statistics
 import time
+from functools import partial
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -17,8 +18,8 @@ import torch
 from detectron2.utils.events import EventStorage
 
 from .layer_bench import collect_gn_shapes, run_layer_benchmark
-from .measure import BenchmarkedModel, summarize
-from .memory_worker import run_memory_measurement
+from .measure import BenchmarkedModel, run_memory_measurement
+from .timing import interleaved, paired_ratio, rotated, summarize
 from .variants import VARIANTS, build_variant_cfg, check_variant_available
 from .workload import WorkloadSpec, make_workload
 
@@ -68,6 +69,7 @@ class BenchmarkSettings:
     layer_image_size: Tuple[int, int] = (800, 1333)
     layer_images_per_batch: int = 2
     layer_repeats: int = 5
+    freeze_at: Tuple[int, ...] = (2,)
     quick: bool = False
 
     @classmethod
@@ -112,6 +114,14 @@ class BenchmarkSettings:
             raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {self.device!r}.")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"device={self.device!r} but torch sees no CUDA device; use --device cpu.")
+        if not self.freeze_at or len(set(self.freeze_at)) != len(self.freeze_at) or any(
+            isinstance(f, bool) or not isinstance(f, int) or not 0 <= f <= 5 for f in self.freeze_at
+        ):
+            raise ValueError(
+                f"freeze_at must be distinct MODEL.BACKBONE.FREEZE_AT values 0..5, got {list(self.freeze_at)}."
+            )
+        if self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}.")
         for spec in self.row_specs():
             spec.validate()
 
@@ -130,15 +140,14 @@ class BenchmarkSettings:
         rows += [self.spec(size, self.main_images_per_batch) for size in self.image_sizes[1:]]
         return rows
 
-    def is_main(self, spec: WorkloadSpec) -> bool:
+    def rows(self) -> List[Tuple[int, WorkloadSpec]]:
+        """``(FREEZE_AT, workload)`` of every row, in table order."""
+        return [(f, spec) for f in self.freeze_at for spec in self.row_specs()]
+
+    def is_main(self, spec: WorkloadSpec, freeze_at: Optional[int] = None) -> bool:
         return ((spec.height, spec.width) == tuple(self.image_sizes[0])
-                and spec.images_per_batch == self.main_images_per_batch)
-
-
-def _rotated(items: List[str], shift: int) -> List[str]:
-    """Interleaving order of one repeat: every variant takes every position equally often."""
-    shift %= len(items)
-    return items[shift:] + items[:shift]
+                and spec.images_per_batch == self.main_images_per_batch
+                and (freeze_at is None or freeze_at == self.freeze_at[0]))
 
 
 def _device_info(device: torch.device, threads: int) -> Dict:
@@ -177,65 +186,73 @@ def _load_average() -> Optional[List[float]]:
         return None
 
 
-def _time_rows(settings: BenchmarkSettings, specs: List[WorkloadSpec], log) -> Dict[int, Dict]:
+def _time_rows(settings: BenchmarkSettings, rows: List[Tuple[int, WorkloadSpec]], log) -> Dict[int, Dict]:
     """Interleaved train and inference timings of every variant on every row."""
-    device = settings.device
+    device = torch.device(settings.device)
     keys = list(settings.variants)
-    log(f"building {len(keys)} models on {device}: " + ", ".join(f"({k}) {VARIANTS[k].name}" for k in keys))
-    models = {k: BenchmarkedModel(build_variant_cfg(k, specs[0], device), seed=settings.seed) for k in keys}
     timings: Dict[int, Dict] = {}
-    try:
-        for row, spec in enumerate(specs):
-            workload = make_workload(spec)
+    for freeze_at in settings.freeze_at:
+        log(f"building {len(keys)} models on {device}, FREEZE_AT {freeze_at}: "
+            + ", ".join(f"({k}) {VARIANTS[k].name}" for k in keys))
+        models = {k: BenchmarkedModel(build_variant_cfg(k, rows[0][1], settings.device, freeze_at),
+                                      seed=settings.seed) for k in keys}
+        try:
+            for row, (row_freeze_at, spec) in enumerate(rows):
+                if row_freeze_at != freeze_at:
+                    continue
+                timings[row] = _time_row(settings, models, spec, freeze_at, device, log)
+        finally:
             for bench in models.values():
-                bench.set_workload(workload)
-            train = {k: [] for k in keys}
-            infer = {k: [] for k in keys}
-            label = f"{spec.height}x{spec.width}, {spec.images_per_batch} im"
-            with EventStorage(0):
-                for rep in range(settings.warmup + settings.repeats):
-                    kind = "warm-up" if rep < settings.warmup else "repeat"
-                    for k in _rotated(keys, rep):
-                        t = models[k].train_step(seed=settings.seed)
-                        if rep >= settings.warmup:
-                            train[k].append(t)
-                        log(f"  [{label}] {kind} {rep}: ({k}) train step {t:.3f} s")
-            for rep in range(settings.warmup + settings.repeats):
-                kind = "warm-up" if rep < settings.warmup else "repeat"
-                for k in _rotated(keys, rep):
-                    t = models[k].inference_batch() / spec.images_per_batch
-                    if rep >= settings.warmup:
-                        infer[k].append(t)
-                    log(f"  [{label}] {kind} {rep}: ({k}) inference {t:.3f} s/image")
-            timings[row] = {k: {"train_step_s": summarize(train[k]),
-                                "inference_s_per_image": summarize(infer[k])} for k in keys}
-    finally:
-        for bench in models.values():
-            bench.close()
-        del models
-        gc.collect()
+                bench.close()
+            del models
+            gc.collect()
     return timings
 
 
-def _measure_memory(settings: BenchmarkSettings, specs: List[WorkloadSpec], log) -> Dict[int, Dict]:
+def _time_row(settings, models, spec: WorkloadSpec, freeze_at: int, device, log) -> Dict:
+    workload = make_workload(spec)
+    for bench in models.values():
+        bench.set_workload(workload)
+    label = f"{spec.height}x{spec.width}, {spec.images_per_batch} im, FREEZE_AT {freeze_at}"
+
+    def after(what, per, check=False):
+        def report(k, rep, seconds):
+            if check:
+                models[k].check_sampling()  # stops the run if the RoI workload was not fixed
+            kind = "warm-up" if rep < settings.warmup else "repeat"
+            log(f"  [{label}] {kind} {rep}: ({k}) {what} {seconds / per:.3f} {'s' if per == 1 else 's/image'}")
+        return report
+
+    with EventStorage(0):
+        train = interleaved({k: partial(m.step, settings.seed) for k, m in models.items()},
+                            settings.repeats, settings.warmup, device, "wall",
+                            after=after("train step", 1, check=True))
+    infer = interleaved({k: m.infer for k, m in models.items()}, settings.repeats, settings.warmup,
+                        device, "wall", after=after("inference", spec.images_per_batch))
+    return {k: {"train_step_s": summarize(train[k]),
+                "inference_s_per_image": summarize([t / spec.images_per_batch for t in infer[k]])}
+            for k in models}
+
+
+def _measure_memory(settings: BenchmarkSettings, rows: List[Tuple[int, WorkloadSpec]], log) -> Dict[int, Dict]:
     """Peak memory of every (row, variant, mode), each in a fresh process, variants interleaved."""
     keys = list(settings.variants)
     out: Dict[int, Dict] = {}
-    for row, spec in enumerate(specs):
-        if settings.memory_rows == "main" and not settings.is_main(spec):
+    for row, (freeze_at, spec) in enumerate(rows):
+        if settings.memory_rows == "main" and not settings.is_main(spec, freeze_at):
             continue
         out[row] = {k: {} for k in keys}
-        for k in _rotated(keys, row):
+        for k in rotated(keys, row):  # memory processes interleaved like the timings
             for mode, steps, metric in (
                 ("train", settings.memory_train_steps, "train_peak_memory_mib"),
                 ("inference", settings.memory_inference_steps, "inference_peak_memory_mib"),
             ):
                 result = run_memory_measurement(k, spec, mode, settings.device, steps,
-                                                settings.seed, settings.threads)
+                                                settings.seed, settings.threads, freeze_at)
                 mib = result["peak_growth_bytes"] / _MIB
                 out[row][k][metric] = summarize([mib])
                 out[row][k]["memory_method"] = result["method"]
-                log(f"  [{spec.height}x{spec.width}, {spec.images_per_batch} im] ({k}) "
+                log(f"  [{spec.height}x{spec.width}, {spec.images_per_batch} im, FREEZE_AT {freeze_at}] ({k}) "
                     f"{mode} peak memory +{mib:.0f} MiB")
     return out
 
@@ -254,9 +271,7 @@ def compute_ratios(results: Dict[str, Dict], keys: List[str]) -> Dict:
 
     def paired(num: str, den: str, metric: str) -> Optional[float]:
         a, b = results[num].get(metric), results[den].get(metric)
-        if not a or not b or len(a["samples"]) != len(b["samples"]) or not all(b["samples"]):
-            return None
-        return statistics.median(x / y for x, y in zip(a["samples"], b["samples"]))
+        return paired_ratio(a["samples"], b["samples"]) if a and b else None
 
     timing = [m for m, unit in METRICS if unit == "s"]
     out = {}
@@ -279,8 +294,10 @@ def refresh_ratios(result: Dict) -> Dict:
 
 
 def _layer_section(settings: BenchmarkSettings, log) -> Dict:
-    """Shapes from a GN model (variant b, else the first GN variant) on the layer workload."""
-    gn_keys = [k for k in ("b", "c", "d") if k in settings.variants] or ["b"]
+    """Shapes from Detectron2's GN model, variant (b), on the layer workload, whichever variants
+    are timed: the architecture is the same, and gn_det's fused convs call the GN op without an
+    ``nn.GroupNorm`` forward, so hooks on (c) or (d) would record nothing."""
+    gn_keys = ["b"]
     spec = settings.spec(settings.layer_image_size, settings.layer_images_per_batch)
     log(f"layer benchmark: recording GN shapes of ({gn_keys[0]}) at {spec.height}x{spec.width}, "
         f"{spec.images_per_batch} images")
@@ -303,15 +320,16 @@ def run_benchmark(settings: BenchmarkSettings, log: Callable[[str], None] = prin
     settings.validate()
     torch.set_num_threads(settings.threads)
     device = torch.device(settings.device)
-    specs = settings.row_specs()
+    rows_todo = settings.rows()
+    specs = [spec for _, spec in rows_todo]
     started = datetime.datetime.now(datetime.timezone.utc)
     load_start = _load_average()
 
     phase_s = {}
     clock = time.perf_counter()
-    timings = _time_rows(settings, specs, log)
+    timings = _time_rows(settings, rows_todo, log)
     phase_s["timing"], clock = time.perf_counter() - clock, time.perf_counter()
-    memory = _measure_memory(settings, specs, log) if settings.memory else {}
+    memory = _measure_memory(settings, rows_todo, log) if settings.memory else {}
     phase_s["memory"], clock = time.perf_counter() - clock, time.perf_counter()
     layers = _layer_section(settings, log) if settings.layers else None
     phase_s["layers"] = time.perf_counter() - clock
@@ -319,7 +337,7 @@ def run_benchmark(settings: BenchmarkSettings, log: Callable[[str], None] = prin
 
     keys = list(settings.variants)
     rows = []
-    for i, spec in enumerate(specs):
+    for i, (freeze_at, spec) in enumerate(rows_todo):
         results = {k: {**timings[i][k], **memory.get(i, {}).get(k, {})} for k in keys}
         for k in keys:
             for metric, _ in METRICS:
@@ -327,7 +345,8 @@ def run_benchmark(settings: BenchmarkSettings, log: Callable[[str], None] = prin
         rows.append({
             "image_size": [spec.height, spec.width],
             "images_per_batch": spec.images_per_batch,
-            "main": settings.is_main(spec),
+            "freeze_at": freeze_at,
+            "main": settings.is_main(spec, freeze_at),
             "results": results,
             "ratios": compute_ratios(results, keys),
         })

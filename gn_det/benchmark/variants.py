@@ -146,13 +146,20 @@ def check_variant_available(key: str) -> None:
         )
 
 
-def build_variant_cfg(key: str, spec: WorkloadSpec, device: str = "cpu") -> CfgNode:
+def build_variant_cfg(
+    key: str, spec: WorkloadSpec, device: str = "cpu", freeze_at: int = 2
+) -> CfgNode:
     """The frozen Detectron2 config of variant ``key`` for the workload ``spec``.
+
+    ``freeze_at``: ``MODEL.BACKBONE.FREEZE_AT`` (2, Detectron2's default, freezes the stem and
+    res2, whose GN layers see the largest tensors; 0 trains every stage, as from scratch).
 
     Raises KeyError for an unknown key (listing the valid ones) or when the variant's registered
     names are missing.
     """
     check_variant_available(key)
+    if isinstance(freeze_at, bool) or not isinstance(freeze_at, int) or not 0 <= freeze_at <= 5:
+        raise ValueError(f"freeze_at must be an integer 0..5 (MODEL.BACKBONE.FREEZE_AT), got {freeze_at!r}.")
     variant = VARIANTS[key]
     cfg = get_cfg()
     add_gn_config(cfg)
@@ -166,6 +173,7 @@ def build_variant_cfg(key: str, spec: WorkloadSpec, device: str = "cpu") -> CfgN
         ("MODEL.RPN.POST_NMS_TOPK_TEST", spec.proposals_per_image),
         ("TEST.DETECTIONS_PER_IMAGE", spec.detections_per_image),
         ("SOLVER.IMS_PER_BATCH", spec.images_per_batch),
+        ("MODEL.BACKBONE.FREEZE_AT", freeze_at),
     )
     for dotted, value in COMMON_OVERRIDES + variant.overrides + workload_keys:
         set_config_value(cfg, dotted, value, what="Benchmark override")

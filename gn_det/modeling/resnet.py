@@ -22,6 +22,8 @@ __all__ = [
     "GNBasicBlock",
     "GNBottleneckBlock",
     "BLOCKS_PER_STAGE",
+    "STAGE_OF_FEATURE",
+    "resnet_config_problems",
     "resnet_stage_kwargs",
     "build_gn_resnet",
     "build_gn_resnet_backbone",
@@ -35,6 +37,8 @@ BLOCKS_PER_STAGE: Dict[int, Tuple[int, int, int, int]] = {
     101: (3, 4, 23, 3),
     152: (3, 8, 36, 3),
 }
+# The ResNet feature names OUT_FEATURES may list, and the stage that produces each.
+STAGE_OF_FEATURE: Dict[str, int] = {"stem": 1, "res2": 2, "res3": 3, "res4": 4, "res5": 5}
 
 
 def _relu_as_activation(*convs: Conv2d) -> None:
@@ -104,20 +108,38 @@ class GNBottleneckBlock(BottleneckBlock):
         return F.relu_(out)
 
 
-def _check_resnet_config(cfg) -> None:
-    """Reject settings the gn_det ResNet cannot build, naming the config key (before any layer)."""
+def resnet_config_problems(cfg, allow_deform: bool = False) -> List[Tuple[str, str]]:
+    """Every ``MODEL.RESNETS`` setting a ResNet cannot be built with, as ``(key, message)`` pairs.
+
+    The one copy of these rules: ``build_gn_resnet`` raises on them and config validation reports
+    them. ``allow_deform`` is for Detectron2's own ``build_resnet_backbone``, which has deformable
+    bottlenecks; gn_det's blocks do not. The basic-block rules (ResNet-18/34) are Detectron2's.
+    """
     r = cfg.MODEL.RESNETS
     if r.DEPTH not in BLOCKS_PER_STAGE:
-        raise ValueError(
-            f"MODEL.RESNETS.DEPTH={r.DEPTH} is not supported; valid: {sorted(BLOCKS_PER_STAGE)}."
-        )
+        return [
+            (
+                "MODEL.RESNETS.DEPTH",
+                f"MODEL.RESNETS.DEPTH={r.DEPTH} is not supported; valid: {sorted(BLOCKS_PER_STAGE)}.",
+            )
+        ]
+    problems = []
     if r.RES5_DILATION not in (1, 2):
-        raise ValueError(f"MODEL.RESNETS.RES5_DILATION={r.RES5_DILATION}; valid: 1 or 2.")
-    if any(r.DEFORM_ON_PER_STAGE):
-        raise ValueError(
-            f"MODEL.RESNETS.DEFORM_ON_PER_STAGE={list(r.DEFORM_ON_PER_STAGE)}: deformable convs are "
-            "not supported by gn_det's ResNet; set all to False or use Detectron2's "
-            "build_resnet_backbone."
+        problems.append(
+            ("MODEL.RESNETS.RES5_DILATION", f"MODEL.RESNETS.RES5_DILATION={r.RES5_DILATION}; valid: 1 or 2.")
+        )
+    if any(r.DEFORM_ON_PER_STAGE) and (not allow_deform or r.DEPTH < 50):
+        problems.append(
+            (
+                "MODEL.RESNETS.DEFORM_ON_PER_STAGE",
+                f"MODEL.RESNETS.DEFORM_ON_PER_STAGE={list(r.DEFORM_ON_PER_STAGE)}: deformable convs "
+                + (
+                    f"need bottleneck blocks (MODEL.RESNETS.DEPTH >= 50, got {r.DEPTH})."
+                    if allow_deform
+                    else "are not supported by gn_det's ResNet; set all to False or use "
+                    "Detectron2's build_resnet_backbone."
+                ),
+            )
         )
     if r.DEPTH < 50:
         basic_block_rules = {
@@ -127,10 +149,29 @@ def _check_resnet_config(cfg) -> None:
         }
         for key, (value, required) in basic_block_rules.items():
             if value != required:
-                raise ValueError(
-                    f"{key}={value} is not possible with MODEL.RESNETS.DEPTH={r.DEPTH} "
-                    f"(BasicBlock ResNet); set it to {required}."
+                problems.append(
+                    (
+                        key,
+                        f"{key}={value} is not possible with MODEL.RESNETS.DEPTH={r.DEPTH} "
+                        f"(BasicBlock ResNet); set it to {required}.",
+                    )
                 )
+    unknown = [f for f in r.OUT_FEATURES if f not in STAGE_OF_FEATURE]
+    if unknown:
+        problems.append(
+            (
+                "MODEL.RESNETS.OUT_FEATURES",
+                f"MODEL.RESNETS.OUT_FEATURES has {unknown}; valid: {list(STAGE_OF_FEATURE)}.",
+            )
+        )
+    return problems
+
+
+def _check_resnet_config(cfg) -> None:
+    """Reject settings the gn_det ResNet cannot build, naming every bad key (before any layer)."""
+    problems = resnet_config_problems(cfg)
+    if problems:
+        raise ValueError(" ".join(message for _, message in problems))
 
 
 def resnet_stage_kwargs(cfg, stage: int, norm) -> Tuple[Type[CNNBlockBase], dict]:
@@ -170,13 +211,7 @@ def build_gn_resnet(cfg, input_shape: ShapeSpec) -> ResNet:
     r = cfg.MODEL.RESNETS
     stem = GNBasicStem(input_shape.channels, r.STEM_OUT_CHANNELS, norm=norm)
 
-    stage_of = {"stem": 1, "res2": 2, "res3": 3, "res4": 4, "res5": 5}
-    unknown = [f for f in r.OUT_FEATURES if f not in stage_of]
-    if unknown:
-        raise ValueError(
-            f"MODEL.RESNETS.OUT_FEATURES has {unknown}; valid: {list(stage_of)}."
-        )
-    last_stage = max(stage_of[f] for f in r.OUT_FEATURES)
+    last_stage = max(STAGE_OF_FEATURE[f] for f in r.OUT_FEATURES)
 
     stages: List[List[CNNBlockBase]] = []
     in_channels = r.STEM_OUT_CHANNELS

@@ -1,12 +1,13 @@
-"""Timing statistics and peak-memory measurement of the benchmark."""
+"""Timing statistics and peak-memory measurement of the model benchmark."""
 import mmap
 
 import pytest
 from detectron2.modeling import build_model
 
-from gn_det.benchmark import WorkloadSpec, build_variant_cfg, make_workload, measure_peak_memory, summarize
-from gn_det.benchmark.measure import current_rss_bytes, peak_rss_bytes, reset_peak_rss
-from gn_det.benchmark.memory_worker import run_memory_measurement
+from gn_det.benchmark import BenchmarkSettings, WorkloadSpec, build_variant_cfg, make_workload, measure_peak_memory, summarize
+from gn_det.benchmark.measure import run_memory_measurement
+from gn_det.benchmark.runner import _measure_memory
+from gn_det.benchmark.memory import current_rss_bytes, peak_rss_bytes, reset_peak_rss
 
 SPEC = WorkloadSpec(height=128, width=192, images_per_batch=1, instances_per_image=3,
                     proposals_per_image=96, rois_per_image=32, detections_per_image=8)
@@ -41,13 +42,20 @@ def test_peak_memory_rejects_unknown_mode():
 
 
 def test_fresh_process_memory_covers_the_weights_and_training_costs_more():
+    # Through the runner's memory phase: one fresh process per (row, variant, mode).
+    settings = BenchmarkSettings.for_device(
+        "cpu", quick=True, variants=("a",), image_sizes=((128, 192),), images_per_batch=(1,),
+        main_images_per_batch=1, layers=False)
+    [(freeze_at, spec)] = settings.rows()
+    assert spec == SPEC and freeze_at == 2
     weights = sum(p.numel() * 4 for p in build_model(build_variant_cfg("a", SPEC)).parameters())
-    infer = run_memory_measurement("a", SPEC, "inference", "cpu", steps=1, seed=0, threads=1)
-    train = run_memory_measurement("a", SPEC, "train", "cpu", steps=2, seed=0, threads=1)
-    assert infer["peak_growth_bytes"] >= weights
+    memory = _measure_memory(settings, settings.rows(), log=lambda m: None)[0]["a"]
+    infer = memory["inference_peak_memory_mib"]["median"] * MIB
+    train = memory["train_peak_memory_mib"]["median"] * MIB
+    assert infer >= weights
     # Training keeps gradients and momentum for the trainable weights on top of the weights.
-    assert train["peak_growth_bytes"] > infer["peak_growth_bytes"] + weights // 2
-    assert train["steps"] == 2 and train["method"].startswith("VmHWM")
+    assert train > infer + weights // 2
+    assert memory["memory_method"].startswith("VmHWM")
 
 
 def test_failed_measurement_reports_the_child_error():

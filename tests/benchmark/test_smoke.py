@@ -1,4 +1,7 @@
-"""tools/benchmark.py end to end: --quick writes the JSON and tables (fields checked, not timings)."""
+"""tools/benchmark.py end to end: every sub-command once on tiny settings (fields checked, not
+timings). The three runs start together (they are independent processes), so the module costs
+about the slowest of them; argument errors are checked in-process, before any work."""
+import importlib.util
 import json
 import os
 import subprocess
@@ -8,101 +11,133 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOOL = os.path.join(ROOT, "tools", "benchmark.py")
-METRICS = ("train_step_s", "inference_s_per_image", "train_peak_memory_mib", "inference_peak_memory_mib")
+TINY_MODEL = ["--quick", "--device", "cpu", "--variants", "a", "c", "--sizes", "64x96", "--ims", "1",
+              "--main-ims", "1", "--warmup", "0", "--repeats", "1", "--freeze-at", "0",
+              "--threads", "1", "--no-memory", "--layer-size", "64x96", "--layer-repeats", "1"]
 
 
-def _run(args, timeout):
+def _start(args):
     env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    return subprocess.run([sys.executable, TOOL] + args, capture_output=True, text=True,
-                          timeout=timeout, env=env, cwd=ROOT)
+    return subprocess.Popen([sys.executable, TOOL] + args, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
+def runs(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    proc = _run(["--quick", "--device", "cpu", "--output", str(out / "r.json"),
-                 "--markdown", str(out / "r.md")], timeout=1500)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    with open(out / "r.json") as f:
-        result = json.load(f)
-    return result, (out / "r.md").read_text(), proc.stdout, out / "r.json"
+    procs = {
+        # No sub-command: the command line from before sub-commands existed is `model`.
+        "model": _start(TINY_MODEL + ["--output", str(out / "m.json"), "--markdown", str(out / "m.md")]),
+        "layers": _start(["layers", "--device", "cpu", "--only", "FPN P5", "--repeats", "1",
+                          "--rois", "8"]),
+        "validation": _start(["validation", "--images", "3", "--per-image", "2", "--save-repeats", "1",
+                              "--dir", str(out / "v"), "--output", str(out / "v.json")]),
+    }
+    done = {}
+    for name, proc in procs.items():
+        stdout, stderr = proc.communicate(timeout=900)
+        assert proc.returncode == 0, f"{name}: {stderr[-3000:]}"
+        done[name] = stdout
+    with open(out / "m.json") as f:
+        model = json.load(f)
+    with open(out / "v.json") as f:
+        validation = json.load(f)
+    return {"model": model, "model_md": (out / "m.md").read_text(), "model_json": out / "m.json",
+            "validation": validation, **{f"{k}_stdout": v for k, v in done.items()}}
+
+
+def _tool_main(argv):
+    spec = importlib.util.spec_from_file_location("benchmark_tool", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main(argv)
 
 
 @pytest.mark.slow
-def test_quick_json_has_every_variant_row_metric_and_ratio(quick_run):
-    result, *_ = quick_run
-    assert result["schema"] == "gn_det.benchmark/1"
-    assert result["settings"]["quick"] is True
-    assert list(result["variants"]) == ["a", "b", "c", "d"]
+def test_model_json_has_every_variant_row_metric_and_ratio(runs):
+    result = runs["model"]
+    assert result["schema"] == "gn_det.benchmark/1" and result["settings"]["quick"] is True
+    assert list(result["variants"]) == ["a", "c"]
     assert result["device"]["type"] == "cpu" and result["device"]["name"]
-    rows = result["rows"]
-    assert [(r["image_size"], r["images_per_batch"]) for r in rows] == [
-        ([128, 192], 1), ([128, 192], 2), ([96, 160], 2)]
-    assert [r["main"] for r in rows] == [False, True, False]
-    for row in rows:
-        for key in "abcd":
-            res = row["results"][key]
-            for metric in ("train_step_s", "inference_s_per_image"):
-                assert res[metric]["min"] <= res[metric]["median"] <= res[metric]["max"]
-                assert len(res[metric]["samples"]) == result["settings"]["repeats"]
-        assert set(row["ratios"]["to_a"]) == {"b", "c", "d"}
-        assert set(row["ratios"]["c_to_b"]) == set(METRICS)
-        assert set(row["ratios"]["to_a_paired"]) == {"b", "c", "d"}
-        assert set(row["ratios"]["c_to_b_paired"]) == {"train_step_s", "inference_s_per_image"}
-    main = rows[1]
-    for key in "abcd":
-        assert main["results"][key]["train_peak_memory_mib"]["median"] > 0
-        assert main["results"][key]["inference_peak_memory_mib"]["median"] > 0
-    assert all(v is not None for v in main["ratios"]["c_to_b"].values())
+    [row] = result["rows"]
+    assert (row["image_size"], row["images_per_batch"], row["main"]) == ([64, 96], 1, True)
+    for key in "ac":
+        for metric in ("train_step_s", "inference_s_per_image"):
+            res = row["results"][key][metric]
+            assert res["min"] <= res["median"] <= res["max"] and len(res["samples"]) == 1
+        assert row["results"][key]["train_peak_memory_mib"] is None  # --no-memory
+    assert set(row["ratios"]["to_a"]) == {"c"} and set(row["ratios"]["to_a_paired"]) == {"c"}
+    assert row["ratios"]["to_a"]["c"]["train_step_s"] > 0
 
 
 @pytest.mark.slow
-def test_quick_json_states_the_fixed_workload(quick_run):
-    result, *_ = quick_run
-    w = result["workload"]
-    assert (w["rois_per_image"], w["positive_rois_per_image"]) == (32, 8)
-    assert w["detections_per_image"] == 8 and w["mask_format"] == "polygon"
+def test_model_records_freeze_at_and_threads(runs):
+    result = runs["model"]
+    assert [r["freeze_at"] for r in result["rows"]] == [0]
+    assert result["settings"]["freeze_at"] == [0]
+    assert result["device"]["threads"] == result["settings"]["threads"] == 1
+    assert result["variants"]["c"]["config"]["MODEL.RESNETS.NORM"] == "GN"
 
 
 @pytest.mark.slow
-def test_quick_json_has_the_layer_section(quick_run):
-    result, *_ = quick_run
-    layers = result["layers"]
+def test_model_json_has_the_layer_section(runs):
+    layers = runs["model"]["layers"]
     assert layers["function"] == "gn_det.benchmark.layer_timing.benchmark_group_norm"
+    assert layers["shapes_from"]["variant"] == "b"  # Detectron2's GN model, even when not timed
     wheres = {w for s in layers["shapes"] for w in s["where"]}
     assert {"res2 (train)", "fpn (train)", "box_head (train)", "mask_head (inference)"} <= wheres
     for shape in layers["shapes"]:
         assert shape["copy_gbps"] > 0 and shape["calls_per_step"] >= 1
-        for key in ("torch_train_ms", "fused_train_ms", "fused_train_fraction_of_copy",
-                    "torch_infer_fraction_of_copy"):
-            assert shape[key] > 0
-    assert set(layers["totals_ms"]) == {"torch_infer_ms", "fused_infer_ms", "torch_train_ms",
-                                        "fused_train_ms"}
+        assert shape["fused_train_ms"] > 0 and shape["torch_train_fraction_of_copy"] > 0
 
 
 @pytest.mark.slow
-def test_quick_prints_the_tables(quick_run):
-    _, markdown, stdout, _ = quick_run
-    assert markdown in stdout
-    assert "| (c) gn_det GN |" in markdown and "× (a)" in markdown
+def test_model_prints_the_tables(runs):
+    markdown = runs["model_md"]
+    assert markdown in runs["model_stdout"]
+    assert "| (c) gn_det GN |" in markdown and "× (a)" in markdown and "FREEZE_AT 0" in markdown
     assert "### Scaling" in markdown and "### GN+ReLU layers" in markdown
 
 
 @pytest.mark.slow
-def test_from_json_reprints_the_same_tables_without_measuring(quick_run):
-    _, markdown, _, path = quick_run
-    proc = _run(["--from-json", str(path)], timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout == markdown + "\n"
+def test_from_json_reprints_the_same_tables_without_measuring(runs, capsys):
+    assert _tool_main(["model", "--from-json", str(runs["model_json"])]) == 0
+    assert capsys.readouterr().out == runs["model_md"] + "\n"
 
 
-def test_bad_image_size_is_refused_before_any_work():
-    proc = _run(["--sizes", "480by800"], timeout=120)
-    assert proc.returncode == 2
-    assert "image size must be HxW, e.g. 480x800; got '480by800'" in proc.stderr
+@pytest.mark.slow
+def test_layers_prints_the_layer_table_and_the_box_head_comparison(runs):
+    out = runs["layers_stdout"]
+    assert "| FPN P5 | 2x256x25x42 |" in out
+    assert "GN box head (Detectron2's FastRCNNConvFCHead), 8 RoIs" in out
+    for label in ("kept for backward (MiB)", "peak of a training step (MiB)", "training step (ms)"):
+        assert f"| {label} |" in out
 
 
-def test_main_images_outside_the_list_is_refused():
-    proc = _run(["--ims", "1", "4", "--main-ims", "2", "--device", "cpu"], timeout=120)
-    assert proc.returncode == 2
-    assert "main_images_per_batch=2 must be one of images_per_batch=[1, 4]" in proc.stderr
+@pytest.mark.slow
+def test_validation_measures_throughput_memory_and_checkpoint_saves(runs):
+    result = runs["validation"]
+    for mode in ("headers_skipped", "headers_checked"):
+        row = result["coco"][mode]
+        assert row["annotations"] == 6 and row["wall_s"] > 0 and row["peak_memory_mib"] >= 0
+    save = result["checkpoint_save"]
+    assert save["repeats"] == 1 and save["plain_s"] > 0 and save["safe_s"] > 0
+    assert save["state_dict_mib"] > 100  # a GN Mask R-CNN R50-FPN
+    assert "SafeDetectionCheckpointer (temp, fsync, rename)" in runs["validation_stdout"]
+
+
+def test_bad_image_size_is_refused_before_any_work(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        _tool_main(["--sizes", "480by800"])
+    assert exit_.value.code == 2
+    assert "image size must be HxW, e.g. 480x800; got '480by800'" in capsys.readouterr().err
+
+
+def test_main_images_outside_the_list_is_refused(capsys):
+    assert _tool_main(["model", "--ims", "1", "4", "--main-ims", "2", "--device", "cpu"]) == 2
+    assert "main_images_per_batch=2 must be one of images_per_batch=[1, 4]" in capsys.readouterr().err
+
+
+def test_freeze_at_outside_the_stages_is_refused(capsys):
+    assert _tool_main(["model", "--freeze-at", "2", "7", "--device", "cpu"]) == 2
+    assert "MODEL.BACKBONE.FREEZE_AT values 0..5, got [2, 7]" in capsys.readouterr().err

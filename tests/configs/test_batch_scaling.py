@@ -160,3 +160,14 @@ def test_images_per_gpu_needs_a_reference_world_size():
     cfg.SOLVER.REFERENCE_WORLD_SIZE = 3
     with pytest.raises(ValueError, match=r"IMS_PER_BATCH=16 is not a multiple of .*=3"):
         cfg_images_per_gpu(cfg)
+
+
+def test_images_per_process_follows_auto_scale_workers():
+    from gn_det.batch_scaling import images_per_process
+
+    assert images_per_process(6, 0, 3) == 2  # no reference: split as it is
+    assert images_per_process(16, 8, 4) == 2  # 2 images/GPU kept on 4 processes
+    with pytest.raises(ValueError, match=r"6 images per batch .* over 4 processes.*e\.g\. 4, 8"):
+        images_per_process(6, 0, 4)
+    with pytest.raises(ValueError, match=r"must be > 0, got 0"):
+        images_per_process(0, 0, 1)

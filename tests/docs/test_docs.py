@@ -62,3 +62,12 @@ def test_relative_links_resolve(page):
 def test_placeholder_check_can_fail(tmp_path):
     assert PLACEHOLDER.findall("intro\n\nMEASURED_TESTS\n\nmore TODO")
     assert not PLACEHOLDER.findall("MODEL.GN.NUM_GROUPS is a key; `GN_DET_CACHE_DIR` too")
+
+
+def test_install_page_names_the_pins_gn_det_uses():
+    import gn_det.environment as env
+
+    text = (REPO / "docs" / "install.md").read_text(encoding="utf-8")
+    assert set(re.findall(r"torch===?([\d.]+)", text)) == {env.TORCH_VERSION}
+    assert set(re.findall(r"torchvision==([\d.]+)", text)) == {env.TORCHVISION_VERSION}
+    assert set(re.findall(r"\b[0-9a-f]{40}\b", text)) == {env.DETECTRON2_COMMIT}

@@ -325,3 +325,130 @@ def test_resnext_bottleneck_width_is_checked():
         "res2 bottleneck has 256" in problem.message
         and "res5 bottleneck has 2048" in problem.message
     )
+
+
+def test_every_wrong_type_is_named_and_the_good_keys_still_apply(tmp_path):
+    base = _yaml(tmp_path, "base.yaml", "SOLVER:\n  MAX_ITER: fast\n")
+    child = _yaml(
+        tmp_path,
+        "child.yaml",
+        "_BASE_: base.yaml\nSOLVER:\n  BASE_LR: 0.5\n  CHECKPOINT_PERIOD: often\nMODEL:\n  FPN: GN\n",
+    )
+    cfg, report = check_config_sources(child, ["SOLVER.STEPS", "many"])
+    wrong = {p.where: p.message for p in _problems(report, "config-type")}
+    assert set(wrong) == {
+        f"{base}:2",
+        f"{child}:4",
+        f"{child}:6",
+        "command-line override SOLVER.STEPS",
+    }
+    assert "MODEL.FPN is a group of keys" in wrong[f"{child}:6"]
+    assert "expected int" in wrong[f"{child}:4"]
+    assert cfg.SOLVER.BASE_LR == 0.5
+
+
+def test_unknown_group_is_named_once_not_per_key_inside_it(tmp_path):
+    path = _yaml(tmp_path, "c.yaml", "MODEL:\n  FOO:\n    A: 1\n    B: 2\n")
+    _, report = check_config_sources(path, [])
+    [problem] = report.problems
+    assert problem.where == f"{path}:2" and "MODEL.FOO is not a config key" in problem.message
+
+
+def test_override_below_a_value_is_an_unknown_key():
+    _, report = check_config_sources(None, ["SOLVER.MAX_ITER.X", "1"])
+    [problem] = report.problems
+    assert problem.kind == "unknown-key" and "SOLVER.MAX_ITER.X" in problem.message
+
+
+@pytest.mark.parametrize(
+    "files, message",
+    [
+        ({"a.yaml": "_BASE_: b.yaml\n", "b.yaml": "_BASE_: a.yaml\n"}, "_BASE_ cycle"),
+        ({"a.yaml": "_BASE_: missing.yaml\n"}, "config file not found"),
+        ({"a.yaml": "SOLVER: [1,\n"}, "not valid YAML"),
+        ({"a.yaml": ""}, "config file is empty"),
+        ({"a.yaml": "- 1\n- 2\n"}, "must be a mapping"),
+    ],
+)
+def test_a_file_fvcore_cannot_load_is_one_named_problem(tmp_path, files, message):
+    for name, text in files.items():
+        _yaml(tmp_path, name, text)
+    _, report = check_config_sources(str(tmp_path / "a.yaml"), ["SOLVER.MAX_ITER", "7"])
+    [problem] = report.problems
+    assert problem.kind == "config-file" and message in problem.message
+    assert str(tmp_path) in problem.where
+
+
+def test_detectron2_retinanet_config_with_a_python_tag_validates_as_training_merges_it(tmp_path):
+    from detectron2 import model_zoo
+
+    # Base-RetinaNet.yaml sets its anchor sizes with !!python/object/apply:eval, which
+    # Detectron2's merge_from_file (allow_unsafe=True) accepts: validation must not refuse it.
+    path = model_zoo.get_config_file("COCO-Detection/retinanet_R_50_FPN_1x.yaml")
+    cfg, report = check_config_sources(path, [])
+    assert report.ok, report.format()
+    expected = _base_cfg()
+    expected.merge_from_file(path)
+    assert cfg.dump() == expected.dump()
+    # A file with such a tag still has its keys checked, at their lines.
+    child = _yaml(
+        tmp_path,
+        "child.yaml",
+        f"_BASE_: {path}\nMODEL:\n  ANCHOR_GENERATOR:\n"
+        '    SIZES: !!python/object/apply:eval ["[[x, x * 2] for x in [32, 64, 128, 256, 512]]"]\n'
+        "  RETINANET:\n    NUM_CONV: 2\n",
+    )
+    cfg, report = check_config_sources(child, [])
+    [problem] = report.problems
+    assert problem.where == f"{child}:6" and "did you mean MODEL.RETINANET.NUM_CONVS" in problem.message
+    assert cfg.MODEL.ANCHOR_GENERATOR.SIZES == [[32, 64], [64, 128], [128, 256], [256, 512], [512, 1024]]
+
+
+def test_resnet_rules_are_the_builders_and_all_are_reported():
+    from gn_det.modeling.resnet import build_gn_resnet_backbone
+
+    cfg = _gn_det_cfg("Base-GN-RCNN-FPN.yaml")
+    cfg.MODEL.RESNETS.DEPTH = 18
+    cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 128
+    cfg.MODEL.RESNETS.NUM_GROUPS = 32
+    problems = _problems(check_config(cfg), "resnet")
+    assert [p.where for p in problems] == [
+        "config key MODEL.RESNETS.RES2_OUT_CHANNELS",
+        "config key MODEL.RESNETS.NUM_GROUPS",
+    ]
+    with pytest.raises(ValueError) as error:
+        build_gn_resnet_backbone(cfg)
+    assert str(error.value) == " ".join(p.message for p in problems)
+
+
+def test_deformable_stages_are_refused_only_for_gn_dets_resnet():
+    cfg = _base_cfg()
+    cfg.MODEL.BACKBONE.NAME = "build_resnet_fpn_backbone"  # Detectron2's: has deformable blocks
+    cfg.MODEL.RESNETS.DEFORM_ON_PER_STAGE = [False, True, True, True]
+    assert not _problems(check_config(cfg), "resnet")
+    cfg.MODEL.BACKBONE.NAME = "build_gn_resnet_fpn_backbone"
+    [problem] = _problems(check_config(cfg), "resnet")
+    assert problem.where == "config key MODEL.RESNETS.DEFORM_ON_PER_STAGE"
+
+
+def test_batch_written_for_another_world_size_is_rescaled_first():
+    cfg = _base_cfg()
+    cfg.SOLVER.IMS_PER_BATCH, cfg.SOLVER.REFERENCE_WORLD_SIZE = 16, 8
+    assert not _problems(check_config(cfg, num_processes=3), "batch-size")  # 2/GPU x 3 = 6
+    cfg.SOLVER.IMS_PER_BATCH = 12
+    [problem] = _problems(check_config(cfg, num_processes=3), "batch-size")
+    assert "not a multiple of SOLVER.REFERENCE_WORLD_SIZE=8" in problem.message
+
+
+def test_yacs_non_existent_key_error_becomes_a_named_problem(tmp_path, monkeypatch):
+    # Unknown keys are normally found before the merge; should one reach yacs, its bare
+    # KeyError is still turned into a named problem with "did you mean", and the merge goes on.
+    from gn_det.validation import config_sources
+
+    monkeypatch.setattr(config_sources, "_is_known", lambda cfg, key: True)
+    path = _yaml(tmp_path, "c.yaml", "SOLVER:\n  BASE_LRR: 0.1\n  MAX_ITER: 5\n")
+    cfg, report = check_config_sources(path, [])
+    [problem] = report.problems
+    assert problem.kind == "unknown-key" and problem.where == f"{path}:2"
+    assert "did you mean SOLVER.BASE_LR" in problem.message
+    assert cfg.SOLVER.MAX_ITER == 5
