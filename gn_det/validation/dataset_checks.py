@@ -36,6 +36,8 @@ def check_dataset(
     conversion = ValidationReport()
     for p in builder.errors:
         conversion.add(p.kind, p.where, p.message, dropped=skip_invalid and p.record_level)
+    if any(not p.record_level for p in builder.errors):
+        return CocoCheckResult(conversion)  # the file as a whole cannot be read
     conversion.checked.append(f"{fmt} data {path} converted to COCO")
     converted = write_converted(builder.coco(), converted_json_path(name, path, image_root, converted_dir()))
     result = check_coco_json(

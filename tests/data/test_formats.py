@@ -189,12 +189,14 @@ def test_malformed_labelme_gets_named_errors(tmp_path):
     ann = tmp_path / "ann"
     _labelme(ann, "a.json", "a.jpg", [_shape("x", [[5, 5], [15, 5]], "line"), _shape("y", [[5, 5], [6, 6]])])
     _labelme(ann, "b.json", "missing.jpg", [])
+    b = json.loads((ann / "b.json").read_text())
+    (ann / "b.json").write_text(json.dumps({**b, "imageData": "/9j/4AAQ"}))
     (ann / "c.json").write_text("{not json")
     errors = check_dataset(str(ann), str(tmp_path / "images")).report.errors
     by_where = {p.where.replace(str(ann) + "/", ""): p.message for p in errors}
     assert "'line' encloses no area" in by_where["a.json shapes[0]"]
     assert "1 point(s)" in by_where["a.json shapes[1]"] or "2 point(s)" in by_where["a.json shapes[1]"]
-    assert "'missing.jpg' not found" in by_where["b.json"]
+    assert "'missing.jpg' not found" in by_where["b.json"] and "imageData" in by_where["b.json"]
     assert "not a readable json" in by_where["c.json"]
 
 
@@ -231,3 +233,13 @@ def test_dataset_flag_takes_a_via_json_and_validates_it_like_coco(tmp_path):
     assert MetadataCatalog.get(name).thing_classes == ["kudzu", "leaf"]
     converted = MetadataCatalog.get(name).json_file
     assert converted.endswith(".json") and f"COCO json {converted}" in report.checked  # checked
+
+
+def test_via_3_project_is_refused_naming_what_to_export(tmp_path):
+    path = tmp_path / "via3.json"
+    path.write_text(json.dumps({"project": {"pname": "p"}, "config": {}, "attribute": {}, "file": {}, "metadata": {}, "view": {}}))
+    assert detect_format(str(path))[0] == "via3"
+    (error,) = check_dataset(str(path), str(tmp_path)).report.errors
+    assert "VIA 3 project" in error.message and "COCO json" in error.message
+    with pytest.raises(ValueError, match="VIA 3 project"):
+        register_dataset(_name(), str(path), str(tmp_path))

@@ -1,7 +1,7 @@
 """Annotation formats people fine-tune from, imported as COCO: VIA json and labelme files.
 
 ``detect_format(path)`` says which of "coco", "via" or "labelme" a ``--dataset`` FILE is (a
-folder is labelme files); ``convert(path, image_root)`` converts VIA and labelme to a COCO dict
+folder is labelme files; "via3" for a VIA 3 project, which is refused with what to export); ``convert(path, image_root)`` converts VIA and labelme to a COCO dict
 (with every record it could not convert listed); ``write_converted`` stores it where every
 process of a run finds the same file.
 """
@@ -59,6 +59,8 @@ def detect_format(path: str) -> Tuple[str, Optional[Any]]:
     data = _load_json(path)
     if is_via(data):
         return "via", data
+    if isinstance(data, dict) and {"project", "file", "metadata"} <= data.keys():
+        return "via3", data
     if is_labelme(data):
         return "labelme", data
     return "coco", None
@@ -70,6 +72,16 @@ def convert(path: str, image_root: str) -> Tuple[str, Optional[CocoBuilder]]:
     fmt, data = detect_format(path)
     if fmt == "via":
         return fmt, convert_via(path, data, image_root)
+    if fmt == "via3":
+        builder = CocoBuilder(f"VIA 3 project {path}")
+        builder.error(
+            "via-record",
+            path,
+            "a VIA 3 project file (keys 'project', 'file', 'metadata') is not read; export the "
+            "annotations from VIA as COCO json, or use VIA 2 and its 'Export annotations (as json)'",
+            record_level=False,
+        )
+        return fmt, builder
     if fmt == "labelme":
         if os.path.isdir(path):
             files = labelme_files(path)

@@ -97,7 +97,8 @@ def convert_labelme(paths: List[str], image_root: str, description: str) -> Coco
             continue
         found, tried = _find_image(json_file, image_path, image_root)
         if found is None:
-            builder.error("image-file", json_file, f"image {image_path!r} not found; looked for {tried}")
+            embedded = " (the json embeds it as 'imageData': save the image beside the json)" if data.get("imageData") else ""
+            builder.error("image-file", json_file, f"image {image_path!r} not found; looked for {tried}{embedded}")
             continue
         sizes = (data.get("imageWidth"), data.get("imageHeight"))
         if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in sizes):
