@@ -21,8 +21,12 @@ from gn_det.validation import check_dataset
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("source", help="VIA project/region json, a labelme json or a folder of them")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "source", help="VIA project/region json, a labelme json or a folder of them"
+    )
     parser.add_argument("image_dir", help="the folder the images are in")
     parser.add_argument("output", help="the COCO json to write")
     parser.add_argument("--strict", action="store_true", help="treat every warning as an error")
@@ -30,10 +34,17 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     fmt, _ = detect_format(args.source)
     if fmt == "coco":
-        print(f"{args.source} is a COCO json already (neither VIA nor labelme); nothing to convert", file=sys.stderr)
+        print(
+            f"{args.source} is a COCO json already (neither VIA nor labelme); nothing to convert",
+            file=sys.stderr,
+        )
         return 1
     result = check_dataset(
-        args.source, args.image_dir, strict=args.strict, check_images=not args.no_image_check, require_masks=True
+        args.source,
+        args.image_dir,
+        strict=args.strict,
+        check_images=not args.no_image_check,
+        require_masks=True,
     )
     print(result.report.format(max_per_kind=20))
     if result.data is None:

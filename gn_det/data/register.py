@@ -41,7 +41,9 @@ def register_dataset(name: str, path: str, image_root: str) -> CocoDatasetSummar
             f"dataset {name!r}: {len(builder.errors)} record(s) of the {fmt} data {path} cannot be "
             f"converted:\n{shown}" + (f"\n  ... and {more} more" if more > 0 else "")
         )
-    target = write_converted(builder.coco(), converted_json_path(name, path, image_root, converted_dir()))
+    target = write_converted(
+        builder.coco(), converted_json_path(name, path, image_root, converted_dir())
+    )
     summary = register_coco_dataset(name, target, image_root)
     MetadataCatalog.get(name).set(source_file=os.path.abspath(path), source_format=fmt)
     logger.info(f"dataset {name!r}: {fmt} data {path} converted to the COCO json {target}")

@@ -4,7 +4,13 @@ import math
 from typing import List, Optional, Tuple
 
 from .border import box_inside_fraction, clip_box, clip_polygon, polygon_inside_fraction
-from .geometry import polygon_degenerate, polygon_outside, polygon_points, polygon_self_intersection, rle_problem
+from .geometry import (
+    polygon_degenerate,
+    polygon_outside,
+    polygon_points,
+    polygon_self_intersection,
+    rle_problem,
+)
 from .policy import BORDER_TOLERANCE_PX, MIN_INSIDE_FRACTION
 
 __all__ = ["annotation_findings"]
@@ -20,12 +26,14 @@ def annotation_findings(ann: dict, img: dict, warnings: List[tuple]) -> Optional
     width, height = img["width"], img["height"]
     iscrowd = ann.get("iscrowd", 0)
     if isinstance(iscrowd, bool):
-        warnings.append((
-            "iscrowd-bool",
-            f"iscrowd is {iscrowd!r}, a boolean; COCO uses 0 or 1",
-            f"iscrowd set to {int(iscrowd)}",
-            lambda: ann.__setitem__("iscrowd", int(iscrowd)),
-        ))
+        warnings.append(
+            (
+                "iscrowd-bool",
+                f"iscrowd is {iscrowd!r}, a boolean; COCO uses 0 or 1",
+                f"iscrowd set to {int(iscrowd)}",
+                lambda: ann.__setitem__("iscrowd", int(iscrowd)),
+            )
+        )
     elif iscrowd not in (0, 1) or isinstance(iscrowd, float):
         return "iscrowd", f"iscrowd must be 0 or 1 (COCO), got {iscrowd!r}"
     bbox = ann["bbox"]
@@ -52,12 +60,14 @@ def annotation_findings(ann: dict, img: dict, warnings: List[tuple]) -> Optional
                 "0 <= x, 0 <= y, x+w <= width, y+h <= height"
             )
         clipped = clip_box(bbox, width, height)
-        warnings.append((
-            "border",
-            f"{outside} ({inside:.0%} inside)",
-            f"box clipped to {[round(v, 2) for v in clipped]}",
-            lambda: ann.__setitem__("bbox", clipped),
-        ))
+        warnings.append(
+            (
+                "border",
+                f"{outside} ({inside:.0%} inside)",
+                f"box clipped to {[round(v, 2) for v in clipped]}",
+                lambda: ann.__setitem__("bbox", clipped),
+            )
+        )
     if "area" in ann and (not _is_number(ann["area"]) or ann["area"] < 0):
         return "area", f"area must be a finite number >= 0, got {ann['area']!r}"
     if "segmentation" not in ann:
@@ -94,20 +104,24 @@ def annotation_findings(ann: dict, img: dict, warnings: List[tuple]) -> Optional
                         f"than {MIN_INSIDE_FRACTION:.0%}: wrong image or wrong units?)"
                     )
                 clipped = clip_polygon(points, width, height).ravel().tolist()
-                warnings.append((
-                    "border",
-                    f"{which} {outside.split(';')[0]} ({inside:.0%} of its area inside)",
-                    "polygon clipped to the image",
-                    lambda k=k, clipped=clipped: segm.__setitem__(k, clipped),
-                ))
+                warnings.append(
+                    (
+                        "border",
+                        f"{which} {outside.split(';')[0]} ({inside:.0%} of its area inside)",
+                        "polygon clipped to the image",
+                        lambda k=k, clipped=clipped: segm.__setitem__(k, clipped),
+                    )
+                )
             crossing = polygon_self_intersection(points)
             if crossing:
-                warnings.append((
-                    "self-intersecting",
-                    f"{which} {crossing}; pycocotools' fill of it is what is learned and scored",
-                    "",
-                    None,
-                ))
+                warnings.append(
+                    (
+                        "self-intersecting",
+                        f"{which} {crossing}; pycocotools' fill of it is what is learned and scored",
+                        "",
+                        None,
+                    )
+                )
         return None
     return (
         "segmentation",

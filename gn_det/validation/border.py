@@ -66,7 +66,12 @@ def clip_polygon(points: np.ndarray, width: float, height: float) -> np.ndarray:
     is the same mask (tests/validation/test_border.py compares them).
     """
     pts = [tuple(p) for p in np.asarray(points, dtype=np.float64)]
-    for axis, bound, keep_below in ((0, 0.0, False), (0, width, True), (1, 0.0, False), (1, height, True)):
+    for axis, bound, keep_below in (
+        (0, 0.0, False),
+        (0, width, True),
+        (1, 0.0, False),
+        (1, height, True),
+    ):
 
         def inside(p):
             return p[axis] <= bound if keep_below else p[axis] >= bound

@@ -174,7 +174,9 @@ def validate_args(
         except OSError as e:
             logger.warning(f"Could not write the validation report into OUTPUT_DIR: {e}")
     if report.ok:
-        logger.info("Input validation passed" + (":\n" + report.summary() if report.problems else ""))
+        logger.info(
+            "Input validation passed" + (":\n" + report.summary() if report.problems else "")
+        )
     else:
         logger.error("Input validation:\n" + report.format(max_per_kind=_MAX_PRINTED_PER_KIND))
     return report
@@ -208,7 +210,11 @@ def check_files(
     report = ValidationReport()
     for json_file, image_root in coco_jsons or []:
         result = check_dataset(
-            json_file, image_root, skip_invalid=skip_invalid, strict=strict, check_images=check_images
+            json_file,
+            image_root,
+            skip_invalid=skip_invalid,
+            strict=strict,
+            check_images=check_images,
         )
         report.extend(result.report)
     for path in checkpoints or []:

@@ -36,6 +36,7 @@ __all__ = ["CocoCheckResult", "check_coco_json", "read_image_size", "BOX_TOLERAN
 # Slack for boxes/polygons at the image border: annotation tools round coordinates.
 BOX_TOLERANCE_PX = BORDER_TOLERANCE_PX
 
+
 @dataclass
 class CocoCheckResult:
     """What ``check_coco_json`` found.
@@ -145,7 +146,9 @@ class _CocoChecker:
         self.report.add(kind, self.image_where(image_id), message, dropped=self.skip_invalid)
 
     def annotation_problem(self, kind: str, position: int, ann: dict, message: str) -> None:
-        self.report.add(kind, self.annotation_where(position, ann), message, dropped=self.skip_invalid)
+        self.report.add(
+            kind, self.annotation_where(position, ann), message, dropped=self.skip_invalid
+        )
         self.bad_annotations.add(position)
 
     # Warnings (policy.py): reported and the run goes on; under --strict, errors of the same kind.
@@ -438,7 +441,9 @@ class _CocoChecker:
                 apply()
                 self.repaired.add(ann["id"])
 
-    def check_dataset_level(self, data: dict, images: Dict[Any, dict], category_ids: Set[Any]) -> None:
+    def check_dataset_level(
+        self, data: dict, images: Dict[Any, dict], category_ids: Set[Any]
+    ) -> None:
         """Warnings about the dataset as a whole (dataset_warnings.py)."""
         for finding in dataset_warnings(data, images, category_ids, self.bad_images):
             if finding.image_id is None:

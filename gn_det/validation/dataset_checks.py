@@ -30,7 +30,12 @@ def check_dataset(
     fmt, builder = convert(path, image_root)
     if builder is None:
         return check_coco_json(
-            path, image_root, dataset_name=dataset_name, skip_invalid=skip_invalid, strict=strict, **coco_options
+            path,
+            image_root,
+            dataset_name=dataset_name,
+            skip_invalid=skip_invalid,
+            strict=strict,
+            **coco_options,
         )
     name = dataset_name or path
     conversion = ValidationReport()
@@ -39,9 +44,16 @@ def check_dataset(
     if any(not p.record_level for p in builder.errors):
         return CocoCheckResult(conversion)  # the file as a whole cannot be read
     conversion.checked.append(f"{fmt} data {path} converted to COCO")
-    converted = write_converted(builder.coco(), converted_json_path(name, path, image_root, converted_dir()))
+    converted = write_converted(
+        builder.coco(), converted_json_path(name, path, image_root, converted_dir())
+    )
     result = check_coco_json(
-        converted, image_root, dataset_name=name, skip_invalid=skip_invalid, strict=strict, **coco_options
+        converted,
+        image_root,
+        dataset_name=name,
+        skip_invalid=skip_invalid,
+        strict=strict,
+        **coco_options,
     )
     conversion.extend(result.report)
     result.report = conversion

@@ -9,10 +9,27 @@ __all__ = ["DatasetWarning", "dataset_warnings", "COCO_KEYS"]
 # Detectron2 or pycocotools read; anything else is an annotation tool's own ("extra-keys").
 COCO_KEYS = {
     "the top level": {"info", "licenses", "images", "annotations", "categories", "type"},
-    "images": {"id", "file_name", "width", "height", "license", "flickr_url", "coco_url", "date_captured"},
+    "images": {
+        "id",
+        "file_name",
+        "width",
+        "height",
+        "license",
+        "flickr_url",
+        "coco_url",
+        "date_captured",
+    },
     "annotations": {
-        "id", "image_id", "category_id", "segmentation", "area", "bbox", "iscrowd", "ignore",
-        "keypoints", "num_keypoints",
+        "id",
+        "image_id",
+        "category_id",
+        "segmentation",
+        "area",
+        "bbox",
+        "iscrowd",
+        "ignore",
+        "keypoints",
+        "num_keypoints",
     },
     "categories": {"id", "name", "supercategory", "keypoints", "skeleton"},
 }
@@ -51,9 +68,13 @@ def dataset_warnings(
                 for key in record.keys() - COCO_KEYS[section]:
                     extra.setdefault(key, []).append(record.get("id"))
         for key, ids in sorted(extra.items()):
-            which = " the top level" if section == "the top level" else (
-                f" {len(ids)} of {len(records)} {section} records (ids {ids[:5]}"
-                + (" ...)" if len(ids) > 5 else ")")
+            which = (
+                " the top level"
+                if section == "the top level"
+                else (
+                    f" {len(ids)} of {len(records)} {section} records (ids {ids[:5]}"
+                    + (" ...)" if len(ids) > 5 else ")")
+                )
             )
             yield DatasetWarning(
                 "extra-keys",
@@ -79,7 +100,9 @@ def dataset_warnings(
                 "keyed by class name (the AP report's per-category rows) cannot tell them apart",
             )
     annotated = {
-        a.get("image_id") for a in data["annotations"] if isinstance(a, dict) and _hashable(a.get("image_id"))
+        a.get("image_id")
+        for a in data["annotations"]
+        if isinstance(a, dict) and _hashable(a.get("image_id"))
     }
     for image_id in images:
         if image_id not in annotated and image_id not in bad_images:

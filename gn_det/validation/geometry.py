@@ -129,7 +129,9 @@ def polygon_points(coords: Sequence) -> Tuple[Optional[np.ndarray], Optional[str
     return points, None
 
 
-def polygon_outside(points: np.ndarray, width: float, height: float, tolerance: float = 1.0) -> Optional[str]:
+def polygon_outside(
+    points: np.ndarray, width: float, height: float, tolerance: float = 1.0
+) -> Optional[str]:
     """How the polygon passes the image border by more than ``tolerance`` px, or None."""
     lo = points.min(axis=0)
     hi = points.max(axis=0)
@@ -201,7 +203,8 @@ def polygon_problem(
         return problem
     crossing = polygon_self_intersection(points)
     return crossing and (
-        crossing + "; a valid polygon is simple (split it into several polygons of the same annotation)"
+        crossing
+        + "; a valid polygon is simple (split it into several polygons of the same annotation)"
     )
 
 

@@ -143,7 +143,10 @@ class ValidationReport:
         a repaired or cleaned copy, and where the full list is."""
         lines = []
         dropped = [p for p in self.problems if p.dropped]
-        for title, problems in (("dropped by --skip-invalid", dropped), ("warning(s)", self.warnings)):
+        for title, problems in (
+            ("dropped by --skip-invalid", dropped),
+            ("warning(s)", self.warnings),
+        ):
             if not problems:
                 continue
             kinds = Counter(p.kind for p in problems)
@@ -159,9 +162,13 @@ class ValidationReport:
             ordered = sorted(firsts.values(), key=lambda p: -kinds[p.kind])
             for p in ordered[:examples]:
                 text = f"[{p.kind}] {p}"
-                lines.append("  e.g. " + (text if len(text) <= width else text[: width - 3] + "..."))
+                lines.append(
+                    "  e.g. " + (text if len(text) <= width else text[: width - 3] + "...")
+                )
         for name, counts in self.dropped.items():
-            lines.append(f"Dropped from {name}: " + ", ".join(f"{n} {what}" for what, n in counts.items()))
+            lines.append(
+                f"Dropped from {name}: " + ", ".join(f"{n} {what}" for what, n in counts.items())
+            )
         for name, path in self.cleaned_datasets.items():
             lines.append(f"dataset {name} reads the repaired/cleaned copy {path}")
         if self.report_path:

@@ -182,7 +182,9 @@ def validate_datasets(
             with AtomicFileWriter(cache_path, "w") as f:
                 json.dump(clean_cache, f, indent=1)
         if result.data is not None and (
-            result.dropped_image_ids or result.dropped_annotation_ids or result.repaired_annotation_ids
+            result.dropped_image_ids
+            or result.dropped_annotation_ids
+            or result.repaired_annotation_ids
         ):
             path = write_cleaned_dataset(out_dir, name, result.data)
             report.cleaned_datasets[name] = path

@@ -3,7 +3,12 @@
 import numpy as np
 import pycocotools.mask as mask_util
 
-from gn_det.validation.border import box_inside_fraction, clip_box, clip_polygon, polygon_inside_fraction
+from gn_det.validation.border import (
+    box_inside_fraction,
+    clip_box,
+    clip_polygon,
+    polygon_inside_fraction,
+)
 
 W, H = 40, 30
 
@@ -15,7 +20,9 @@ def _mask(points):
 
 def test_concave_polygon_cut_in_two_pieces_keeps_its_rasterized_mask():
     # A U whose two arms leave the image through the top border (y < 0).
-    u_shape = np.array([[5, -6], [15, -6], [15, 20], [25, 20], [25, -6], [35, -6], [35, 28], [5, 28]], float)
+    u_shape = np.array(
+        [[5, -6], [15, -6], [15, 20], [25, 20], [25, -6], [35, -6], [35, 28], [5, 28]], float
+    )
     clipped = clip_polygon(u_shape, W, H)
     assert clipped[:, 1].min() == 0 and (clipped >= 0).all()
     original, repaired = _mask(u_shape), _mask(clipped)

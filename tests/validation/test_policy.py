@@ -33,7 +33,11 @@ def _dataset(tmp_path, annotations, images=1, categories=None):
         ann.setdefault("category_id", 1)
         ann.setdefault("iscrowd", 0)
         ann.setdefault("area", 10.0)
-    data = {"images": records, "annotations": annotations, "categories": categories or [{"id": 1, "name": "a"}]}
+    data = {
+        "images": records,
+        "annotations": annotations,
+        "categories": categories or [{"id": 1, "name": "a"}],
+    }
     path = tmp_path / "ann.json"
     path.write_text(json.dumps(data))
     return str(path), str(tmp_path / "images")
@@ -76,7 +80,9 @@ def test_polygon_mostly_outside_is_an_error(tmp_path):
 
 
 def test_box_a_little_past_the_border_is_clipped(tmp_path):
-    path, root = _dataset(tmp_path, [{"bbox": [-3, 2, 10, 10], "segmentation": [[0, 2, 7, 2, 7, 12]]}])
+    path, root = _dataset(
+        tmp_path, [{"bbox": [-3, 2, 10, 10], "segmentation": [[0, 2, 7, 2, 7, 12]]}]
+    )
     result = _check(path, root)
     assert result.ok and _kinds(result, "warning") == ["border"]
     assert result.data["annotations"][0]["bbox"] == [0.0, 2.0, 7.0, 10.0]
@@ -95,10 +101,13 @@ def test_self_intersecting_polygon_is_a_warning_and_kept(tmp_path):
 
 def test_boolean_iscrowd_is_a_warning_repaired_to_an_int(tmp_path):
     square = [[2, 2, 12, 2, 12, 12, 2, 12]]
-    path, root = _dataset(tmp_path, [
-        {"bbox": [2, 2, 10, 10], "segmentation": square, "iscrowd": False},
-        {"bbox": [2, 2, 10, 10], "segmentation": square, "iscrowd": True},
-    ])
+    path, root = _dataset(
+        tmp_path,
+        [
+            {"bbox": [2, 2, 10, 10], "segmentation": square, "iscrowd": False},
+            {"bbox": [2, 2, 10, 10], "segmentation": square, "iscrowd": True},
+        ],
+    )
     result = _check(path, root)
     assert result.ok and _kinds(result, "warning") == ["iscrowd-bool", "iscrowd-bool"]
     crowd = [a["iscrowd"] for a in result.data["annotations"]]
@@ -106,18 +115,42 @@ def test_boolean_iscrowd_is_a_warning_repaired_to_an_int(tmp_path):
 
 
 def test_extra_keys_unused_and_duplicate_named_categories_and_empty_images_are_warnings(tmp_path):
-    categories = [{"id": 0, "name": "facade", "supercategory": "none"}, {"id": 1, "name": "window"},
-                  {"id": 3, "name": "facade", "supercategory": "facade"}]
-    path, root = _dataset(tmp_path, [
-        {"bbox": [2, 2, 10, 10], "segmentation": [[2, 2, 12, 2, 12, 12, 2, 12]], "extra": {"name": "w"}},
-        {"bbox": [2, 2, 10, 10], "segmentation": [[2, 2, 12, 2, 12, 12]], "category_id": 3, "extra": {}},
-    ], images=2, categories=categories)
+    categories = [
+        {"id": 0, "name": "facade", "supercategory": "none"},
+        {"id": 1, "name": "window"},
+        {"id": 3, "name": "facade", "supercategory": "facade"},
+    ]
+    path, root = _dataset(
+        tmp_path,
+        [
+            {
+                "bbox": [2, 2, 10, 10],
+                "segmentation": [[2, 2, 12, 2, 12, 12, 2, 12]],
+                "extra": {"name": "w"},
+            },
+            {
+                "bbox": [2, 2, 10, 10],
+                "segmentation": [[2, 2, 12, 2, 12, 12]],
+                "category_id": 3,
+                "extra": {},
+            },
+        ],
+        images=2,
+        categories=categories,
+    )
     result = _check(path, root)
     assert result.ok, result.report.format()
     assert sorted(_kinds(result, "warning")) == [
-        "duplicate-category-name", "extra-keys", "no-annotations", "unused-category"]
+        "duplicate-category-name",
+        "extra-keys",
+        "no-annotations",
+        "unused-category",
+    ]
     by_kind = {p.kind: p for p in result.report.warnings}
-    assert "'extra'" in by_kind["extra-keys"].message and "2 of 2 annotations" in by_kind["extra-keys"].message
+    assert (
+        "'extra'" in by_kind["extra-keys"].message
+        and "2 of 2 annotations" in by_kind["extra-keys"].message
+    )
     assert "class 0 ('facade')" in by_kind["unused-category"].message
     assert "[0, 3]" in by_kind["duplicate-category-name"].message
     assert "image id 2" in by_kind["no-annotations"].where
@@ -136,7 +169,11 @@ def test_multi_ring_polygon_with_one_ring_past_the_border(tmp_path):
 QUIRKS = {
     "border": {"bbox": [30, 5, 10, 10], "segmentation": [[30, 5, 43, 5, 43, 15, 30, 15]]},
     "self-intersecting": {"bbox": [20, 5, 8, 12], "segmentation": [[20, 5, 28, 17, 28, 5, 20, 17]]},
-    "iscrowd-bool": {"bbox": [2, 2, 10, 10], "segmentation": [[2, 2, 12, 2, 12, 12]], "iscrowd": False},
+    "iscrowd-bool": {
+        "bbox": [2, 2, 10, 10],
+        "segmentation": [[2, 2, 12, 2, 12, 12]],
+        "iscrowd": False,
+    },
     "extra-keys": {"bbox": [2, 2, 10, 10], "segmentation": [[2, 2, 12, 2, 12, 12]], "tool": 1},
 }
 
@@ -162,9 +199,20 @@ def test_strict_with_skip_invalid_drops_the_record(tmp_path):
 def test_summary_is_short_counts_by_kind_examples_and_the_full_list(tmp_path):
     report = ValidationReport()
     for i in range(300):
-        report.add("self-intersecting", f"ann.json annotation id {i}", "polygon 0 of 1 is self-intersecting", level="warning")
+        report.add(
+            "self-intersecting",
+            f"ann.json annotation id {i}",
+            "polygon 0 of 1 is self-intersecting",
+            level="warning",
+        )
     for i in range(40):
-        report.add("border", f"ann.json annotation id {1000 + i}", "passes the border", level="warning", repair="clipped")
+        report.add(
+            "border",
+            f"ann.json annotation id {1000 + i}",
+            "passes the border",
+            level="warning",
+            repair="clipped",
+        )
     report.report_path = "out/validation_report.json"
     lines = report.summary(examples=3).splitlines()
     assert lines[0] == "340 warning(s): 300 self-intersecting, 40 border (repaired)"

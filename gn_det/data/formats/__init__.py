@@ -85,11 +85,17 @@ def convert(path: str, image_root: str) -> Tuple[str, Optional[CocoBuilder]]:
     if fmt == "labelme":
         if os.path.isdir(path):
             files = labelme_files(path)
-            builder = convert_labelme(files, image_root, f"converted by gn_det from the labelme files in {path}")
+            builder = convert_labelme(
+                files, image_root, f"converted by gn_det from the labelme files in {path}"
+            )
             if not files:
-                builder.error("labelme-file", path, "the folder holds no .json files", record_level=False)
+                builder.error(
+                    "labelme-file", path, "the folder holds no .json files", record_level=False
+                )
             return fmt, builder
-        return fmt, convert_labelme([path], image_root, f"converted by gn_det from the labelme file {path}")
+        return fmt, convert_labelme(
+            [path], image_root, f"converted by gn_det from the labelme file {path}"
+        )
     return fmt, None
 
 
@@ -111,7 +117,9 @@ def write_converted(coco: dict, target: str) -> str:
     except OSError:
         pass
     os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target) or ".", prefix=".converted-", suffix=".partial")
+    fd, tmp = tempfile.mkstemp(
+        dir=os.path.dirname(target) or ".", prefix=".converted-", suffix=".partial"
+    )
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
     os.replace(tmp, target)

@@ -71,7 +71,9 @@ def rectangle_polygon(x0: float, y0: float, x1: float, y1: float) -> List[float]
     return [xa, ya, xb, ya, xb, yb, xa, yb]
 
 
-def ellipse_polygon(cx: float, cy: float, rx: float, ry: float, theta_degrees: float = 0.0) -> List[float]:
+def ellipse_polygon(
+    cx: float, cy: float, rx: float, ry: float, theta_degrees: float = 0.0
+) -> List[float]:
     """The outline of an ellipse (a circle when rx == ry) as a polygon, by OpenCV."""
     s = _ELLIPSE_SHIFT
     points = cv2.ellipse2Poly(
@@ -97,11 +99,15 @@ class CocoBuilder:
 
     def add_image(self, file_name: str, width: int, height: int, where: str) -> int:
         image_id = len(self.images) + 1
-        self.images.append({"id": image_id, "file_name": file_name, "width": width, "height": height})
+        self.images.append(
+            {"id": image_id, "file_name": file_name, "width": width, "height": height}
+        )
         self.image_sources[str(image_id)] = where
         return image_id
 
-    def add_instance(self, image_id: int, label: str, polygons: Sequence[Sequence[float]], where: str) -> None:
+    def add_instance(
+        self, image_id: int, label: str, polygons: Sequence[Sequence[float]], where: str
+    ) -> None:
         self.instances.append((image_id, label, [list(p) for p in polygons], where))
 
     def error(self, kind: str, where: str, message: str, record_level: bool = True) -> None:
@@ -121,21 +127,25 @@ class CocoBuilder:
         sizes = {img["id"]: (img["height"], img["width"]) for img in self.images}
         annotations, sources = [], {}
         for ann_id, (image_id, label, polygons, where) in enumerate(self.instances, start=1):
-            points = np.concatenate([np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in polygons])
+            points = np.concatenate(
+                [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in polygons]
+            )
             x0, y0 = points.min(axis=0)
             x1, y1 = points.max(axis=0)
             height, width = sizes[image_id]
             # The area COCOeval's area ranges use: the rasterized mask's, as for COCO itself.
             rle = mask_util.merge(mask_util.frPyObjects(polygons, height, width))
-            annotations.append({
-                "id": ann_id,
-                "image_id": image_id,
-                "category_id": category_id[label],
-                "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
-                "area": float(mask_util.area(rle)),
-                "segmentation": polygons,
-                "iscrowd": 0,
-            })
+            annotations.append(
+                {
+                    "id": ann_id,
+                    "image_id": image_id,
+                    "category_id": category_id[label],
+                    "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
+                    "area": float(mask_util.area(rle)),
+                    "segmentation": polygons,
+                    "iscrowd": 0,
+                }
+            )
             sources[str(ann_id)] = where
         warnings = [[p.kind, p.where, p.message] for p in self.problems if p.level == "warning"]
         return {

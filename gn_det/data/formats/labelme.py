@@ -32,7 +32,9 @@ def labelme_files(folder: str) -> List[str]:
     return found
 
 
-def _find_image(json_file: str, image_path: str, image_root: str) -> Tuple[Optional[str], List[str]]:
+def _find_image(
+    json_file: str, image_path: str, image_root: str
+) -> Tuple[Optional[str], List[str]]:
     relative = image_path.replace("\\", "/")
     candidates = [
         os.path.normpath(os.path.join(os.path.dirname(json_file), relative)),
@@ -48,7 +50,9 @@ def _find_image(json_file: str, image_path: str, image_root: str) -> Tuple[Optio
 def _shape_polygon(shape: dict) -> Tuple[Optional[list], str]:
     kind = shape.get("shape_type") or "polygon"
     points = shape.get("points")
-    if not isinstance(points, list) or not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in points):
+    if not isinstance(points, list) or not all(
+        isinstance(p, (list, tuple)) and len(p) == 2 for p in points
+    ):
         return None, "'points' must be a list of [x, y] pairs"
     flat, why = number_list([v for p in points for v in p], "points")
     if flat is None:
@@ -63,13 +67,19 @@ def _shape_polygon(shape: dict) -> Tuple[Optional[list], str]:
         return rectangle_polygon(*flat), ""
     if kind == "circle":
         if len(flat) != 4:
-            return None, f"circle needs 2 points (center, a point on the circle), got {len(flat) // 2}"
+            return (
+                None,
+                f"circle needs 2 points (center, a point on the circle), got {len(flat) // 2}",
+            )
         cx, cy, px, py = flat
         r = math.hypot(px - cx, py - cy)
         if r <= 0:
             return None, "circle has radius 0"
         return ellipse_polygon(cx, cy, r, r), ""
-    return None, f"shape_type {kind!r} encloses no area; instance masks need polygon, rectangle or circle"
+    return (
+        None,
+        f"shape_type {kind!r} encloses no area; instance masks need polygon, rectangle or circle",
+    )
 
 
 def convert_labelme(paths: List[str], image_root: str, description: str) -> CocoBuilder:
@@ -93,16 +103,32 @@ def convert_labelme(paths: List[str], image_root: str, description: str) -> Coco
             continue
         image_path = data["imagePath"]
         if not isinstance(image_path, str) or not image_path:
-            builder.error("labelme-file", json_file, f"'imagePath' must be a non-empty string, got {image_path!r}")
+            builder.error(
+                "labelme-file",
+                json_file,
+                f"'imagePath' must be a non-empty string, got {image_path!r}",
+            )
             continue
         found, tried = _find_image(json_file, image_path, image_root)
         if found is None:
-            embedded = " (the json embeds it as 'imageData': save the image beside the json)" if data.get("imageData") else ""
-            builder.error("image-file", json_file, f"image {image_path!r} not found; looked for {tried}{embedded}")
+            embedded = (
+                " (the json embeds it as 'imageData': save the image beside the json)"
+                if data.get("imageData")
+                else ""
+            )
+            builder.error(
+                "image-file",
+                json_file,
+                f"image {image_path!r} not found; looked for {tried}{embedded}",
+            )
             continue
         sizes = (data.get("imageWidth"), data.get("imageHeight"))
         if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in sizes):
-            builder.error("labelme-file", json_file, f"'imageWidth' and 'imageHeight' must be positive integers, got {sizes}")
+            builder.error(
+                "labelme-file",
+                json_file,
+                f"'imageWidth' and 'imageHeight' must be positive integers, got {sizes}",
+            )
             continue
         file_name = os.path.relpath(found, image_root)
         image_id = builder.add_image(file_name, sizes[0], sizes[1], f"{json_file} ({image_path})")
@@ -111,7 +137,9 @@ def convert_labelme(paths: List[str], image_root: str, description: str) -> Coco
         for i, shape in enumerate(data["shapes"]):
             where = f"{json_file} shapes[{i}]"
             if not isinstance(shape, dict):
-                builder.error("labelme-shape", where, f"must be an object, got {type(shape).__name__}")
+                builder.error(
+                    "labelme-shape", where, f"must be an object, got {type(shape).__name__}"
+                )
                 continue
             polygon, why = _shape_polygon(shape)
             if polygon is None:

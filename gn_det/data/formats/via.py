@@ -75,7 +75,10 @@ def region_label(attributes: Any) -> Tuple[Optional[str], str]:
 def _shape_polygon(shape: Any) -> Tuple[Optional[list], str]:
     """A VIA shape_attributes as one COCO polygon, or ``(None, why)``."""
     if not isinstance(shape, dict) or "name" not in shape:
-        return None, "'shape_attributes' must be an object with a 'name' (polygon, rect, circle, ellipse)"
+        return (
+            None,
+            "'shape_attributes' must be an object with a 'name' (polygon, rect, circle, ellipse)",
+        )
     name = shape["name"]
     need = {
         "polygon": ("all_points_x", "all_points_y"),
@@ -131,28 +134,44 @@ def convert_via(path: str, data: Any, image_root: str) -> CocoBuilder:
             continue
         filename = record.get("filename")
         if not isinstance(filename, str) or not filename:
-            builder.error("via-record", where, f"'filename' must be a non-empty string, got {filename!r}")
+            builder.error(
+                "via-record", where, f"'filename' must be a non-empty string, got {filename!r}"
+            )
             continue
         regions = record.get("regions")
         if isinstance(regions, dict):  # VIA 1.x: {"0": region, "1": region}
             regions = [regions[k] for k in sorted(regions, key=lambda k: (len(str(k)), str(k)))]
         if not isinstance(regions, list):
-            builder.error("via-record", where, f"'regions' must be a list or an object, got {type(regions).__name__}")
+            builder.error(
+                "via-record",
+                where,
+                f"'regions' must be a list or an object, got {type(regions).__name__}",
+            )
             continue
         image_path = os.path.join(image_root, filename)
         try:
             width, height = read_image_size(image_path)
         except FileNotFoundError:
-            builder.error("image-file", where, f"image file {image_path} does not exist (filename {filename!r} under {image_root})")
+            builder.error(
+                "image-file",
+                where,
+                f"image file {image_path} does not exist (filename {filename!r} under {image_root})",
+            )
             continue
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-            builder.error("image-file", where, f"image file {image_path} is unreadable ({type(e).__name__}: {e})")
+            builder.error(
+                "image-file",
+                where,
+                f"image file {image_path} is unreadable ({type(e).__name__}: {e})",
+            )
             continue
         image_id = builder.add_image(filename, width, height, f"{where} ({filename})")
         for i, region in enumerate(regions):
             region_where = f"{where} regions[{i}]"
             if not isinstance(region, dict) or "shape_attributes" not in region:
-                builder.error("via-region", region_where, "a region must be an object with 'shape_attributes'")
+                builder.error(
+                    "via-region", region_where, "a region must be an object with 'shape_attributes'"
+                )
                 continue
             polygon, why = _shape_polygon(region["shape_attributes"])
             if polygon is None:
