@@ -100,7 +100,7 @@ class ValidationReport:
         for title, problems in (
             ("Problems", self.errors),
             ("Dropped by --skip-invalid", [p for p in self.problems if p.dropped]),
-            ("Warnings (the run goes on)", self.warnings),
+            ("Warnings (the run goes on)" if self.ok else "Warnings", self.warnings),
         ):
             if not problems:
                 continue

@@ -9,6 +9,7 @@ from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from ..checkpoint.atomic import AtomicFileWriter
+from ..data.formats.common import DEFAULT_LABEL
 from .checkpoint_checks import check_checkpoint
 from .coco_checks import check_coco_json
 from .config_checks import check_config, check_config_sources, default_base_cfg
@@ -190,7 +191,33 @@ def validate_datasets(
             report.cleaned_datasets[name] = path
             if apply_cleaned:
                 use_cleaned_datasets({name: path})
+    if training:
+        _check_classes_agree(names, registered, report)
     return report
+
+
+def _check_classes_agree(names: Sequence[str], registered: set, report: ValidationReport) -> None:
+    """Training and test datasets must have the same classes (the model has one class list);
+    found here, before launch, rather than in each worker's setup."""
+    found = []
+    for name in dict.fromkeys(names):
+        classes = MetadataCatalog.get(name).get("thing_classes") if name in registered else None
+        if classes is not None:
+            found.append((name, list(classes)))
+    for name, classes in found[1:]:
+        first, first_classes = found[0]
+        if classes != first_classes:
+            hint = (
+                f"; VIA / labelme regions without a label form the class {DEFAULT_LABEL!r}"
+                if DEFAULT_LABEL in classes + first_classes
+                else ""
+            )
+            report.add(
+                "dataset-classes",
+                f"DATASETS.TRAIN / DATASETS.TEST: {first!r} and {name!r}",
+                f"datasets disagree on their classes: {first!r} has {first_classes}, {name!r} has "
+                f"{classes}; train and evaluate on datasets with the same categories{hint}",
+            )
 
 
 def validate(
