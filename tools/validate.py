@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Check a run's inputs before spending GPU time on it: the config (unknown keys, GN groups vs
-channels, registered names, batch vs processes, dataset names), the COCO datasets it uses
-(every record and image header) and the checkpoint it would load. Reports every problem.
+channels, registered names, batch vs processes, dataset names), the datasets it uses (COCO,
+VIA or labelme: every record and image header, errors and warnings as docs/validation.md's
+policy says; --strict makes warnings errors) and the checkpoint it would load. Reports every
+problem.
 Takes tools/train_net.py's arguments, so the same command line can be checked first:
 
     python3 tools/validate.py --config-file CFG [--num-gpus 8] [--resume] [--dataset N J D] [KEY VALUE ...]
@@ -15,7 +17,7 @@ import sys
 from detectron2.utils.logger import setup_logger
 
 import gn_det  # noqa: F401  registers gn_det's models and datasets
-from gn_det.data import prepare_dataset, register_coco_dataset
+from gn_det.data import prepare_dataset, register_dataset
 from gn_det.engine import argument_parser
 from gn_det.validation.cli import check_files, validate_args
 
@@ -28,7 +30,8 @@ def parse_args(argv=None):
         action="append",
         default=[],
         metavar=("JSON", "IMAGE_DIR"),
-        help="also check this COCO json and its images (repeatable)",
+        help="also check this dataset and its images (repeatable): a COCO json, a VIA json or a "
+        "folder of labelme files",
     )
     parser.add_argument(
         "--checkpoint",
@@ -51,7 +54,7 @@ def main(argv=None) -> int:
     ok = True
     if args.config_file or args.opts:
         report = validate_args(
-            args, register_dataset=register_coco_dataset, prepare_dataset=prepare_dataset
+            args, register_dataset=register_dataset, prepare_dataset=prepare_dataset
         )
         ok = report.ok
     if args.coco_json or args.checkpoint:
@@ -59,6 +62,7 @@ def main(argv=None) -> int:
             args.coco_json,
             args.checkpoint,
             skip_invalid=args.skip_invalid,
+            strict=args.strict,
             check_images=not args.no_image_check,
             trust=args.trust_checkpoint or None,
         )

@@ -24,7 +24,7 @@ from detectron2.utils.logger import setup_logger
 
 from ..checkpoint.dataset_metadata import dataset_metadata_from_config, find_dataset_metadata, write_dataset_metadata
 from ..config import add_gn_config
-from ..data import prepare_dataset, register_coco_dataset
+from ..data import prepare_dataset, register_dataset
 from ..validation import add_validation_arguments, use_cleaned_datasets, validate_args_or_exit
 from ..third_party_warnings import ignore_third_party_warnings
 
@@ -51,23 +51,24 @@ _NUM_CLASSES_KEYS = ("MODEL.ROI_HEADS.NUM_CLASSES", "MODEL.RETINANET.NUM_CLASSES
 
 def add_dataset_arguments(
     parser: argparse.ArgumentParser,
-    help: str = "register a COCO-format dataset under NAME (repeatable); then use NAME in "
-    "DATASETS.TRAIN / DATASETS.TEST. MODEL.ROI_HEADS.NUM_CLASSES is taken from its json.",
+    help: str = "register a dataset under NAME (repeatable): FILE is a COCO json, a VIA project "
+    "or region json, or a folder of labelme json files (detected); then use NAME in "
+    "DATASETS.TRAIN / DATASETS.TEST. MODEL.ROI_HEADS.NUM_CLASSES is taken from its classes.",
 ) -> argparse.ArgumentParser:
-    """``--dataset NAME JSON IMAGE_DIR`` (repeatable), read by ``register_datasets_from_args``."""
+    """``--dataset NAME FILE IMAGE_DIR`` (repeatable), read by ``register_datasets_from_args``."""
     parser.add_argument(
         "--dataset",
         nargs=3,
         action="append",
         default=[],
-        metavar=("NAME", "JSON", "IMAGE_DIR"),
+        metavar=("NAME", "FILE", "IMAGE_DIR"),
         help=help,
     )
     return parser
 
 
 def argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentParser:
-    """Detectron2's ``default_argument_parser`` plus ``--dataset NAME JSON IMAGE_DIR``."""
+    """Detectron2's ``default_argument_parser`` plus ``--dataset NAME FILE IMAGE_DIR``."""
     return add_validation_arguments(add_dataset_arguments(default_argument_parser(epilog)))
 
 
@@ -88,13 +89,13 @@ def validate_and_launch(main_fn, args: argparse.Namespace):
     """What a tool's ``__main__`` does: every check that can fail before a model is built
     (config, datasets, checkpoint; exits with the whole report if the run cannot start), then
     ``launch_from_args``."""
-    validate_args_or_exit(args, register_dataset=register_coco_dataset, prepare_dataset=prepare_dataset)
+    validate_args_or_exit(args, register_dataset=register_dataset, prepare_dataset=prepare_dataset)
     return launch_from_args(main_fn, args)
 
 
 def register_datasets_from_args(args) -> None:
     for name, json_file, image_root in getattr(args, "dataset", None) or []:
-        register_coco_dataset(name, json_file, image_root)
+        register_dataset(name, json_file, image_root)
 
 
 def config_file_for_weights(weights: str) -> str:

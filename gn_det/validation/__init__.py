@@ -1,4 +1,5 @@
-"""Validation before training: config, COCO datasets and checkpoints, all problems in one report.
+"""Validation before training: config, datasets (COCO, VIA, labelme) and checkpoints, all
+problems in one report; dataset findings are errors or warnings as policy.py says.
 
 ``validate(config_file, opts, ...)`` is the one entry; the checks are also usable one by one.
 """
@@ -7,7 +8,9 @@ from .cli import add_validation_arguments, validate_args, validate_args_or_exit
 from .checkpoint_checks import check_checkpoint, resolve_checkpoint_path
 from .coco_checks import BOX_TOLERANCE_PX, CocoCheckResult, check_coco_json, read_image_size
 from .config_checks import check_config, check_config_sources, component_channels, default_base_cfg
+from .dataset_checks import check_dataset
 from .geometry import polygon_problem, rle_problem
+from .policy import MIN_INSIDE_FRACTION, WARNINGS
 from .report import Problem, ValidationError, ValidationReport
 from .validate import checkpoint_to_load, use_cleaned_datasets, validate, validate_datasets
 
@@ -21,7 +24,10 @@ __all__ = [
     "checkpoint_to_load",
     "check_checkpoint",
     "resolve_checkpoint_path",
+    "check_dataset",
     "check_coco_json",
+    "WARNINGS",
+    "MIN_INSIDE_FRACTION",
     "CocoCheckResult",
     "read_image_size",
     "BOX_TOLERANCE_PX",

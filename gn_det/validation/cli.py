@@ -7,7 +7,7 @@ from typing import Callable, Optional
 
 from ..checkpoint.safe_load import TRUST_ENV_VAR
 from .checkpoint_checks import check_checkpoint
-from .coco_checks import check_coco_json
+from .dataset_checks import check_dataset
 from .config_checks import check_config_sources, default_base_cfg
 from .report import ValidationReport
 from .validate import check_run, cleaned_datasets_dir, write_cleaned_dataset
@@ -22,13 +22,20 @@ _MAX_PRINTED_PER_KIND = 20
 
 
 def add_validation_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add ``--skip-invalid``, ``--trust-checkpoint`` and ``--no-image-check``."""
+    """Add ``--skip-invalid``, ``--strict``, ``--trust-checkpoint`` and ``--no-image-check``."""
     group = parser.add_argument_group("input validation (gn_det)")
     group.add_argument(
         "--skip-invalid",
         action="store_true",
-        help="drop invalid dataset records (each listed in OUTPUT_DIR/validation_report.json, "
+        help="drop dataset records with errors (each listed in OUTPUT_DIR/validation_report.json, "
         "counts logged) and train on the rest, instead of stopping",
+    )
+    group.add_argument(
+        "--strict",
+        action="store_true",
+        help="make every dataset warning (border-crossing or self-intersecting polygons, boolean "
+        "iscrowd, extra keys, unused categories, images without annotations, ...) an error; "
+        "see docs/validation.md for the policy",
     )
     group.add_argument(
         "--trust-checkpoint",
@@ -51,7 +58,13 @@ def _num_processes(args) -> int:
 
 
 def _register_dataset_entries(
-    args, cfg, report: ValidationReport, register_dataset, skip_invalid: bool, check_images: bool
+    args,
+    cfg,
+    report: ValidationReport,
+    register_dataset,
+    skip_invalid: bool,
+    check_images: bool,
+    strict: bool = False,
 ) -> set:
     """Register ``args.dataset`` entries ([name, json, image_dir]) with ``register_dataset``.
 
@@ -68,17 +81,18 @@ def _register_dataset_entries(
             register_dataset(name, json_file, image_root)
         except Exception as error:  # any failure: the detailed check below says what is wrong
             checked.add(name)
-            result = check_coco_json(
+            result = check_dataset(
                 json_file,
                 image_root,
                 dataset_name=name,
                 skip_invalid=skip_invalid,
+                strict=strict,
                 require_masks=bool(cfg.MODEL.MASK_ON),
                 for_evaluation=name in cfg.DATASETS.TEST,
                 check_images=check_images,
             )
             report.extend(result.report)
-            if not result.report.problems:
+            if not result.report.errors and not any(p.dropped for p in result.report.problems):
                 report.add(
                     "dataset-registration",
                     f"--dataset {name} {json_file} {image_root}",
@@ -118,6 +132,7 @@ def validate_args(
     if getattr(args, "trust_checkpoint", False):
         os.environ[TRUST_ENV_VAR] = "1"
     skip_invalid = bool(getattr(args, "skip_invalid", False))
+    strict = bool(getattr(args, "strict", False))
     check_images = not getattr(args, "no_image_check", False)
     training = not getattr(args, "eval_only", False)
 
@@ -132,7 +147,7 @@ def validate_args(
     checked = set()
     if register_dataset is not None:
         checked = _register_dataset_entries(
-            args, cfg, report, register_dataset, skip_invalid, check_images
+            args, cfg, report, register_dataset, skip_invalid, check_images, strict
         )
     check_run(
         cfg,
@@ -141,6 +156,7 @@ def validate_args(
         resume=bool(getattr(args, "resume", False)),
         eval_only=not training,
         skip_invalid=skip_invalid,
+        strict=strict,
         check_images=check_images,
         apply_cleaned=False,
         prepare_dataset=prepare_dataset,
@@ -152,25 +168,31 @@ def validate_args(
         try:
             os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
             path = os.path.join(cfg.OUTPUT_DIR, REPORT_NAME)
-            report.write_json(path)
+            report.report_path = path
             report.checked.append(f"report written to {path}")
+            report.write_json(path)
         except OSError as e:
             logger.warning(f"Could not write the validation report into OUTPUT_DIR: {e}")
-    text = report.format(max_per_kind=_MAX_PRINTED_PER_KIND)
-    (logger.info if report.ok else logger.error)("Input validation:\n" + text)
+    if report.ok:
+        logger.info(
+            "Input validation passed" + (":\n" + report.summary() if report.problems else "")
+        )
+    else:
+        logger.error("Input validation:\n" + report.format(max_per_kind=_MAX_PRINTED_PER_KIND))
     return report
 
 
 def validate_args_or_exit(args, **kwargs) -> ValidationReport:
     """validate_args for a tool's main process, before ``launch``: prints the report when there is
     anything to say (logging is not set up yet there), and stops the program (exit status 1,
-    the report on stderr) if the run cannot start."""
+    the report on stderr) if the run cannot start. A run that goes on prints one short summary
+    of the warnings and dropped records (counts by kind, a few examples, the full list's path)."""
     report = validate_args(args, **kwargs)
-    text = report.format(max_per_kind=_MAX_PRINTED_PER_KIND)
     if not report.ok:
+        text = report.format(max_per_kind=_MAX_PRINTED_PER_KIND)
         raise SystemExit("Input validation failed; nothing was built or trained.\n" + text)
     if report.problems:
-        print("Input validation:\n" + text, flush=True)
+        print("Input validation passed, the run goes on:\n" + report.summary(), flush=True)
     return report
 
 
@@ -179,14 +201,20 @@ def check_files(
     checkpoints,
     *,
     skip_invalid: bool = False,
+    strict: bool = False,
     check_images: bool = True,
     trust: Optional[bool] = None,
 ) -> ValidationReport:
-    """Standalone checks of COCO jsons (``(json, image_root)`` pairs) and checkpoint files."""
+    """Standalone checks of datasets (``(file, image_root)`` pairs: COCO json, VIA json or a
+    folder of labelme files) and checkpoint files."""
     report = ValidationReport()
     for json_file, image_root in coco_jsons or []:
-        result = check_coco_json(
-            json_file, image_root, skip_invalid=skip_invalid, check_images=check_images
+        result = check_dataset(
+            json_file,
+            image_root,
+            skip_invalid=skip_invalid,
+            strict=strict,
+            check_images=check_images,
         )
         report.extend(result.report)
     for path in checkpoints or []:

@@ -1,6 +1,8 @@
 """COCO-format instance json checks, every record, before training reads any of it.
 
-Each problem names the file, the image id and the annotation id. Problems come in two kinds:
+Each problem names the file, the image id and the annotation id. Every check is an error or a
+warning (policy.py: warnings are reported, some repaired, and the run goes on; ``strict`` makes
+them errors). Errors come in two kinds:
 
 - file-level (not JSON, truncated, missing top-level fields, bad or duplicate categories): the
   dataset cannot be used; validation fails even with ``skip_invalid``;
@@ -14,26 +16,25 @@ treats them as "ignore" regions).
 """
 
 import json
-import math
 import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Dict, List, Optional, Set
 
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
-from .geometry import polygon_problem, rle_problem
+from ..data.formats.common import SOURCES_KEY, WARNINGS_KEY
+from ..data.image_size import read_image_size
+from .annotation_checks import annotation_findings
+from .dataset_warnings import dataset_warnings
+from .policy import BORDER_TOLERANCE_PX, WARNINGS
 from .report import ValidationReport
 
 __all__ = ["CocoCheckResult", "check_coco_json", "read_image_size", "BOX_TOLERANCE_PX"]
 
 # Slack for boxes/polygons at the image border: annotation tools round coordinates.
-BOX_TOLERANCE_PX = 1.0
-# EXIF orientations that rotate by 90 degrees (Detectron2's read_image applies them, so the size
-# Detectron2 checks against the json is the transposed one).
-_TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}
-_EXIF_ORIENTATION_TAG = 0x0112
+BOX_TOLERANCE_PX = BORDER_TOLERANCE_PX
 
 
 @dataclass
@@ -43,13 +44,17 @@ class CocoCheckResult:
     Attributes:
         report: all problems (record-level ones marked ``dropped`` under skip_invalid).
         data: the json content with dropped records removed (None when the file is unusable).
+        data: the json content with dropped records removed and repairs applied (None when
+            the file is unusable).
         dropped_image_ids / dropped_annotation_ids: what skip_invalid removed.
+        repaired_annotation_ids: annotations changed by a repair (policy.py).
     """
 
     report: ValidationReport
     data: Optional[dict] = None
     dropped_image_ids: Set[Any] = field(default_factory=set)
     dropped_annotation_ids: Set[Any] = field(default_factory=set)
+    repaired_annotation_ids: Set[Any] = field(default_factory=set)
 
     @property
     def ok(self) -> bool:
@@ -68,22 +73,13 @@ def _hashable(v) -> bool:
     return True
 
 
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def read_image_size(path: str) -> Tuple[int, int]:
-    """``(width, height)`` of an image as Detectron2's ``read_image`` will see it (EXIF rotation
-    applied), reading only the header (PIL opens lazily; pixels are not decoded)."""
-    with Image.open(path) as image:
-        width, height = image.size
-        try:
-            orientation = image.getexif().get(_EXIF_ORIENTATION_TAG, 1)
-        except Exception:  # a broken EXIF block: Detectron2 ignores it too
-            orientation = 1
-    if orientation in _TRANSPOSING_ORIENTATIONS:
-        width, height = height, width
-    return width, height
+def _missing_image_hint(file_name: str, image_root: str) -> str:
+    """Why a listed image may be missing, when the file is visibly elsewhere."""
+    base = os.path.basename(file_name.replace("\\", "/"))
+    hint = "; 'file_name' uses Windows separators (\\)" if "\\" in file_name else ""
+    if base != file_name and os.path.isfile(os.path.join(image_root, base)):
+        hint += f"; a file {base!r} is in the image root itself"
+    return hint
 
 
 def _decode_error_message(text: str, error: json.JSONDecodeError) -> str:
@@ -111,6 +107,7 @@ class _CocoChecker:
         for_evaluation: bool,
         check_images: bool,
         num_threads: int,
+        strict: bool = False,
     ):
         self.json_file = json_file
         self.image_root = image_root
@@ -120,7 +117,10 @@ class _CocoChecker:
         self.for_evaluation = for_evaluation
         self.check_images = check_images
         self.num_threads = num_threads
+        self.strict = strict
         self.report = ValidationReport()
+        self.sources: Dict[str, Dict[str, str]] = {"images": {}, "annotations": {}}
+        self.repaired: Set[Any] = set()  # annotation ids
         self.bad_images: Set[Any] = set()
         self.bad_annotations: Set[int] = set()  # positions in the annotations list
 
@@ -130,17 +130,44 @@ class _CocoChecker:
         dataset = f"dataset {self.name!r}: " if self.name != self.json_file else ""
         self.report.add(kind, f"{dataset}{self.json_file}{where}", message)
 
-    def image_problem(self, kind: str, image_id, message: str) -> None:
-        self.report.add(
-            kind, f"{self.json_file} image id {image_id!r}", message, dropped=self.skip_invalid
-        )
+    def image_where(self, image_id) -> str:
+        where = f"{self.json_file} image id {image_id!r}"
+        source = self.sources["images"].get(str(image_id))
+        return f"{source} ({where})" if source else where
 
-    def annotation_problem(self, kind: str, position: int, ann: dict, message: str) -> None:
+    def annotation_where(self, position: int, ann: dict) -> str:
         ann_id = ann.get("id") if isinstance(ann, dict) else None
         image_id = ann.get("image_id") if isinstance(ann, dict) else None
         where = f"{self.json_file} image id {image_id!r} annotation id {ann_id!r} (annotations[{position}])"
-        self.report.add(kind, where, message, dropped=self.skip_invalid)
+        source = self.sources["annotations"].get(str(ann_id))
+        return f"{source} ({where})" if source else where
+
+    def image_problem(self, kind: str, image_id, message: str) -> None:
+        self.report.add(kind, self.image_where(image_id), message, dropped=self.skip_invalid)
+
+    def annotation_problem(self, kind: str, position: int, ann: dict, message: str) -> None:
+        self.report.add(
+            kind, self.annotation_where(position, ann), message, dropped=self.skip_invalid
+        )
         self.bad_annotations.add(position)
+
+    # Warnings (policy.py): reported and the run goes on; under --strict, errors of the same kind.
+    _STRICT = " (a warning; an error under --strict)"
+
+    def file_warning(self, kind: str, message: str, where: str = "") -> None:
+        assert kind in WARNINGS, kind
+        if self.strict:
+            self.file_problem(kind, message + self._STRICT, where)
+        else:
+            self.report.add(kind, f"{self.json_file}{where}", message, level="warning")
+
+    def image_warning(self, kind: str, image_id, message: str) -> None:
+        assert kind in WARNINGS, kind
+        if self.strict:
+            self.image_problem(kind, image_id, message + self._STRICT)
+            self.bad_images.add(image_id)
+        else:
+            self.report.add(kind, self.image_where(image_id), message, level="warning")
 
     # -- the checks ---------------------------------------------------------------------------
 
@@ -301,7 +328,8 @@ class _CocoChecker:
                 self.image_problem(
                     "image-file",
                     image_id,
-                    f"image file {path} does not exist (file_name {img['file_name']!r} under image root {self.image_root})",
+                    f"image file {path} does not exist (file_name {img['file_name']!r} under image root {self.image_root})"
+                    + _missing_image_hint(img["file_name"], self.image_root),
                 )
             elif error:
                 self.image_problem("image-file", image_id, f"image file {path} is {error}")
@@ -392,66 +420,54 @@ class _CocoChecker:
             img = images.get(image_id)
             if img is None:
                 continue  # its image record is unusable: dropped (and counted) with the image
-            message = self._annotation_content_problem(ann, img)
-            if message:
-                kind, text = message
-                self.annotation_problem(kind, position, ann, text)
+            self.annotation_content(position, ann, img)
 
-    def _annotation_content_problem(self, ann: dict, img: dict) -> Optional[Tuple[str, str]]:
-        width, height = img["width"], img["height"]
-        iscrowd = ann.get("iscrowd", 0)
-        if iscrowd not in (0, 1) or isinstance(iscrowd, float):
-            return "iscrowd", f"iscrowd must be 0 or 1 (COCO), got {iscrowd!r}"
-        bbox = ann["bbox"]
-        if (
-            not isinstance(bbox, (list, tuple))
-            or len(bbox) != 4
-            or not all(_is_number(v) for v in bbox)
-        ):
-            return "bbox", f"bbox must be [x, y, width, height] with 4 finite numbers, got {bbox!r}"
-        x, y, w, h = bbox
-        if w <= 0 or h <= 0:
-            return "bbox", f"bbox {bbox} has non-positive width or height; both must be > 0"
-        tol = BOX_TOLERANCE_PX
-        if x < -tol or y < -tol or x + w > width + tol or y + h > height + tol:
-            return "bbox", (
-                f"bbox {bbox} (x0={x:g}, y0={y:g}, x1={x + w:g}, y1={y + h:g}) lies outside the "
-                f"{width}x{height} image; it must satisfy 0 <= x, 0 <= y, x+w <= width, y+h <= height"
+    def annotation_content(self, position: int, ann: dict, img: dict) -> None:
+        """Check one annotation against its image; report its error, or its warnings (and
+        apply their repairs), or under --strict its warnings as errors."""
+        found: List[tuple] = []
+        error = annotation_findings(ann, img, found)
+        if error:
+            self.annotation_problem(error[0], position, ann, error[1])
+            return
+        for kind, message, repair, apply in found:
+            if self.strict:
+                self.annotation_problem(kind, position, ann, message + self._STRICT)
+                continue
+            self.report.add(
+                kind, self.annotation_where(position, ann), message, level="warning", repair=repair
             )
-        if "area" in ann and (not _is_number(ann["area"]) or ann["area"] < 0):
-            return "area", f"area must be a finite number >= 0, got {ann['area']!r}"
-        if "segmentation" not in ann:
-            return None
-        segm = ann["segmentation"]
-        if isinstance(segm, dict):
-            problem = rle_problem(segm, width, height)
-            return ("rle", problem) if problem else None
-        if isinstance(segm, list):
-            if not segm:
-                return (
-                    "polygon",
-                    "segmentation is an empty list; give at least one polygon [[x1, y1, x2, y2, x3, y3, ...]]",
-                )
-            if all(_is_number(v) for v in segm):
-                return (
-                    "polygon",
-                    "segmentation must be a list of polygons [[x1, y1, ...], ...], not a single flat list",
-                )
-            for k, poly in enumerate(segm):
-                problem = polygon_problem(poly, width, height, tolerance=BOX_TOLERANCE_PX)
-                if problem:
-                    return "polygon", f"polygon {k} of {len(segm)} {problem}"
-            return None
-        return (
-            "segmentation",
-            f"segmentation must be a list of polygons or an RLE object, got {type(segm).__name__}",
-        )
+            if apply is not None:
+                apply()
+                self.repaired.add(ann["id"])
+
+    def check_dataset_level(
+        self, data: dict, images: Dict[Any, dict], category_ids: Set[Any]
+    ) -> None:
+        """Warnings about the dataset as a whole (dataset_warnings.py)."""
+        for finding in dataset_warnings(data, images, category_ids, self.bad_images):
+            if finding.image_id is None:
+                self.file_warning(finding.kind, finding.message)
+            else:
+                self.image_warning(finding.kind, finding.image_id, finding.message)
 
     def run(self) -> CocoCheckResult:
         data = self.load()
         self.report.checked.append(f"COCO json {self.json_file}")
         if data is None:
             return CocoCheckResult(self.report)
+        # A converted dataset (VIA, labelme) names each record's source and the importer's warnings.
+        info = data.get("info") if isinstance(data.get("info"), dict) else {}
+        sources = info.get(SOURCES_KEY)
+        if isinstance(sources, dict):
+            self.sources.update({k: v for k, v in sources.items() if isinstance(v, dict)})
+        for entry in info.get(WARNINGS_KEY) or []:
+            if isinstance(entry, list) and len(entry) == 3 and entry[0] in WARNINGS:
+                kind, where, message = entry
+                if self.strict:
+                    self.report.add(kind, where, message + self._STRICT)
+                else:
+                    self.report.add(kind, where, message, level="warning")
         category_ids = self.check_categories(data["categories"])
         all_image_ids = {
             img["id"]
@@ -464,15 +480,14 @@ class _CocoChecker:
         # Annotations are checked against every well-formed image record, also those whose file is
         # bad, so that one run reports every problem; they are dropped with the image anyway.
         self.check_annotations(data["annotations"], images, category_ids, all_image_ids)
+        self.check_dataset_level(data, images, category_ids)
         good_images = {i: img for i, img in images.items() if i not in self.bad_images}
         return self._result(data, good_images)
 
     def _result(self, data: dict, good_images: Dict[Any, dict]) -> CocoCheckResult:
         result = CocoCheckResult(self.report)
-        if not self.report.ok and not self.skip_invalid:
-            return result
-        if any(not p.dropped for p in self.report.problems):
-            return result  # file-level problems: not usable even with skip_invalid
+        if self.report.errors:
+            return result  # without skip_invalid, or file-level errors: not usable
         kept_images = [
             img for img in data["images"] if isinstance(img, dict) and img.get("id") in good_images
         ]
@@ -496,6 +511,7 @@ class _CocoChecker:
         cleaned["images"] = kept_images
         cleaned["annotations"] = kept_annotations
         result.data = cleaned
+        result.repaired_annotation_ids = set(self.repaired) - result.dropped_annotation_ids
         n_images = len(data["images"]) - len(kept_images)
         n_own = len(self.bad_annotations)
         if n_images or n_own or with_image:
@@ -526,6 +542,7 @@ def check_coco_json(
     for_evaluation: bool = False,
     check_images: bool = True,
     num_threads: int = 8,
+    strict: bool = False,
 ) -> CocoCheckResult:
     """Check a COCO instances json and the images it lists; report every problem.
 
@@ -539,6 +556,10 @@ def check_coco_json(
         for_evaluation: annotations need ``area`` and ``iscrowd`` (COCOeval reads them).
         check_images: open every image header (existence, readability, size vs json).
         num_threads: threads for reading image headers.
+        strict: report every warning of the policy (policy.py) as an error.
+
+    Warnings are in the report (``level == "warning"``) and their repairs are applied to
+    ``result.data``.
     """
     checker = _CocoChecker(
         json_file,
@@ -549,5 +570,6 @@ def check_coco_json(
         for_evaluation,
         check_images,
         num_threads,
+        strict,
     )
     return checker.run()

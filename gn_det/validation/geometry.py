@@ -2,12 +2,20 @@
 
 import functools
 import warnings
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import pycocotools.mask as mask_util
 
-__all__ = ["polygon_problem", "rle_problem", "rle_string_counts"]
+__all__ = [
+    "polygon_problem",
+    "polygon_points",
+    "polygon_outside",
+    "polygon_degenerate",
+    "polygon_self_intersection",
+    "rle_problem",
+    "rle_string_counts",
+]
 
 # Pairs of edges tested at once in the self-intersection test (bounds memory for huge polygons).
 _EDGE_PAIR_BLOCK = 1 << 20
@@ -101,30 +109,30 @@ def _first_crossing(points: np.ndarray) -> Optional[tuple]:
     return None
 
 
-def polygon_problem(
-    coords: Sequence, width: float, height: float, tolerance: float = 1.0
-) -> Optional[str]:
-    """Why a COCO polygon ``[x1, y1, x2, y2, ...]`` (pixels) is invalid, or None if it is valid.
-
-    Valid: an even number (>= 6) of finite numbers, inside the image (``tolerance`` pixels of
-    slack), at least 3 distinct vertices, non-zero area, and simple (no two edges cross or touch
-    except consecutive edges at their shared vertex). Repeated consecutive vertices, including a
-    closing vertex equal to the first, are ignored as annotation tools emit them.
-    """
+def polygon_points(coords: Sequence) -> Tuple[Optional[np.ndarray], Optional[str]]:
+    """``(points, None)``: a COCO polygon ``[x1, y1, x2, y2, ...]`` as an (n, 2) float array, or
+    ``(None, why)`` when it is not an even number (>= 6) of finite numbers."""
     if not isinstance(coords, (list, tuple)):
-        return f"must be a list of numbers [x1, y1, x2, y2, ...], got {type(coords).__name__}"
+        return None, f"must be a list of numbers [x1, y1, x2, y2, ...], got {type(coords).__name__}"
     if len(coords) == 0:
-        return "is empty; a polygon needs at least 3 points (6 numbers)"
+        return None, "is empty; a polygon needs at least 3 points (6 numbers)"
     values = np.asarray(coords)
     if values.ndim != 1 or values.dtype.kind not in "iuf":
-        return "must be a flat list of numbers [x1, y1, x2, y2, ...]"
+        return None, "must be a flat list of numbers [x1, y1, x2, y2, ...]"
     if len(coords) % 2:
-        return f"has an odd number of coordinates ({len(coords)}); it must be x, y pairs"
+        return None, f"has an odd number of coordinates ({len(coords)}); it must be x, y pairs"
     if len(coords) < 6:
-        return f"has {len(coords) // 2} point(s); a polygon needs at least 3"
+        return None, f"has {len(coords) // 2} point(s); a polygon needs at least 3"
     points = values.astype(np.float64).reshape(-1, 2)
     if not np.isfinite(points).all():
-        return "contains NaN or infinite coordinates"
+        return None, "contains NaN or infinite coordinates"
+    return points, None
+
+
+def polygon_outside(
+    points: np.ndarray, width: float, height: float, tolerance: float = 1.0
+) -> Optional[str]:
+    """How the polygon passes the image border by more than ``tolerance`` px, or None."""
     lo = points.min(axis=0)
     hi = points.max(axis=0)
     if (
@@ -137,8 +145,14 @@ def polygon_problem(
             f"extends outside the {width}x{height} image (x in [{lo[0]:g}, {hi[0]:g}], y in "
             f"[{lo[1]:g}, {hi[1]:g}]); coordinates must lie in [0, width] x [0, height]"
         )
-    distinct = np.any(points != np.concatenate((points[-1:], points[:-1])), axis=1)
-    points = points[distinct]
+    return None
+
+
+def polygon_degenerate(points: np.ndarray) -> Optional[str]:
+    """Why the polygon has no area (fewer than 3 distinct vertices, all on one line), or None.
+    Repeated consecutive vertices, including a closing vertex equal to the first, are ignored
+    as annotation tools emit them."""
+    points = _distinct(points)
     if len(points) < 3:
         return f"has {len(points)} distinct point(s); a polygon needs at least 3"
     offsets = points - points[0]
@@ -146,20 +160,52 @@ def polygon_problem(
     scale = float(np.abs(points).max()) + 1.0
     if np.abs(far[0] * offsets[:, 1] - far[1] * offsets[:, 0]).max() <= 1e-9 * scale * scale:
         return "has zero area (all points on one line)"
-    crossing = None if _star_shaped_about_centroid(points) else _first_crossing(points)
-    if crossing is not None:
-        i, j = crossing
-        n = len(points)
-
-        def edge(k):
-            p, q = points[k], points[(k + 1) % n]
-            return f"({p[0]:g},{p[1]:g})-({q[0]:g},{q[1]:g})"
-
-        return (
-            f"is self-intersecting: edge {edge(i)} meets edge {edge(j)}; a valid polygon is simple "
-            "(split it into several polygons of the same annotation)"
-        )
     return None
+
+
+def _distinct(points: np.ndarray) -> np.ndarray:
+    return points[np.any(points != np.concatenate((points[-1:], points[:-1])), axis=1)]
+
+
+def polygon_self_intersection(points: np.ndarray) -> Optional[str]:
+    """Which two edges of a (non-degenerate) polygon cross or touch, or None if it is simple."""
+    points = _distinct(points)
+    crossing = None if _star_shaped_about_centroid(points) else _first_crossing(points)
+    if crossing is None:
+        return None
+    i, j = crossing
+    n = len(points)
+
+    def edge(k):
+        p, q = points[k], points[(k + 1) % n]
+        return f"({p[0]:g},{p[1]:g})-({q[0]:g},{q[1]:g})"
+
+    return f"is self-intersecting: edge {edge(i)} meets edge {edge(j)}"
+
+
+def polygon_problem(
+    coords: Sequence, width: float, height: float, tolerance: float = 1.0
+) -> Optional[str]:
+    """Why a COCO polygon ``[x1, y1, x2, y2, ...]`` (pixels) is not strictly valid, or None.
+
+    Strictly valid (``--strict``): an even number (>= 6) of finite numbers, inside the image
+    (``tolerance`` pixels of slack), at least 3 distinct vertices, non-zero area, and simple (no
+    two edges cross or touch except consecutive edges at their shared vertex). The default
+    policy (policy.py) accepts border-crossing and self-intersecting polygons with a warning;
+    the checks one by one: polygon_points, polygon_outside, polygon_degenerate,
+    polygon_self_intersection.
+    """
+    points, problem = polygon_points(coords)
+    if problem:
+        return problem
+    problem = polygon_outside(points, width, height, tolerance) or polygon_degenerate(points)
+    if problem:
+        return problem
+    crossing = polygon_self_intersection(points)
+    return crossing and (
+        crossing
+        + "; a valid polygon is simple (split it into several polygons of the same annotation)"
+    )
 
 
 def rle_string_counts(counts: str) -> List[int]:

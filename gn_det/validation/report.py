@@ -18,22 +18,32 @@ class Problem:
             file with image id / annotation id, or a checkpoint path.
         message: what is wrong and what would be valid.
         dropped: True when ``--skip-invalid`` removed the record instead of failing.
+        level: "error" (the run does not start) or "warning" (reported, the run goes on); the
+            policy is gn_det/validation/policy.py.
+        repair: what was changed in the record when the dataset is loaded ("" if nothing).
     """
 
     kind: str
     where: str
     message: str
     dropped: bool = False
+    level: str = "error"
+    repair: str = ""
 
     def __str__(self) -> str:
-        return f"{self.where}: {self.message}" + (" [dropped]" if self.dropped else "")
+        return (
+            f"{self.where}: {self.message}"
+            + (f" [repaired: {self.repair}]" if self.repair else "")
+            + (" [dropped]" if self.dropped else "")
+        )
 
 
 @dataclass
 class ValidationReport:
     """Every problem found, plus what ``--skip-invalid`` dropped per dataset.
 
-    ``ok`` is True when nothing blocks training: no problems, or only dropped records.
+    ``ok`` is True when nothing blocks training: no errors, or only dropped records; warnings
+    never block it.
     """
 
     problems: List[Problem] = field(default_factory=list)
@@ -42,11 +52,23 @@ class ValidationReport:
     # dataset name -> path of the cleaned json written under --skip-invalid
     cleaned_datasets: Dict[str, str] = field(default_factory=dict)
     checked: List[str] = field(default_factory=list)
+    # where the full report was written (set by the tools), named in the summary
+    report_path: str = ""
     # the merged config validate() built (None when it could not be built); not serialized
     cfg: Optional[Any] = field(default=None, repr=False, compare=False)
 
-    def add(self, kind: str, where: str, message: str, dropped: bool = False) -> Problem:
-        problem = Problem(kind, where, message, dropped)
+    def add(
+        self,
+        kind: str,
+        where: str,
+        message: str,
+        dropped: bool = False,
+        level: str = "error",
+        repair: str = "",
+    ) -> Problem:
+        if level not in ("error", "warning"):
+            raise ValueError(f"level must be 'error' or 'warning', got {level!r}")
+        problem = Problem(kind, where, message, dropped, level, repair)
         self.problems.append(problem)
         return problem
 
@@ -59,14 +81,18 @@ class ValidationReport:
 
     @property
     def errors(self) -> List[Problem]:
-        return [p for p in self.problems if not p.dropped]
+        return [p for p in self.problems if p.level == "error" and not p.dropped]
+
+    @property
+    def warnings(self) -> List[Problem]:
+        return [p for p in self.problems if p.level == "warning"]
 
     @property
     def ok(self) -> bool:
         return not self.errors
 
     def format(self, max_per_kind: Optional[int] = None) -> str:
-        """Human-readable report: failures first, then dropped records, then the summary.
+        """Human-readable report: errors first, then dropped records, warnings, the summary.
 
         ``max_per_kind`` caps the lines printed per (kind, dropped) group; the counts stay exact.
         """
@@ -74,6 +100,7 @@ class ValidationReport:
         for title, problems in (
             ("Problems", self.errors),
             ("Dropped by --skip-invalid", [p for p in self.problems if p.dropped]),
+            ("Warnings (the run goes on)" if self.ok else "Warnings", self.warnings),
         ):
             if not problems:
                 continue
@@ -92,11 +119,14 @@ class ValidationReport:
             summary = ", ".join(f"{n} {what}" for what, n in counts.items())
             lines.append(f"Dropped from {name}: {summary}")
         for name, path in self.cleaned_datasets.items():
-            lines.append(f"Dataset {name} now reads the cleaned file {path}")
+            lines.append(f"Dataset {name} now reads the cleaned/repaired file {path}")
         if self.ok:
+            dropped = any(p.dropped for p in self.problems)
             lines.append(
                 f"Validation passed ({len(self.checked)} checks"
-                + (", with dropped records)" if self.problems else ")")
+                + (", with dropped records" if dropped else "")
+                + (f", {len(self.warnings)} warning(s)" if self.warnings else "")
+                + ")"
             )
         else:
             kinds = Counter(p.kind for p in self.errors)
@@ -105,6 +135,44 @@ class ValidationReport:
                 + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
                 + ")"
             )
+        return "\n".join(lines)
+
+    def summary(self, examples: int = 3, width: int = 240) -> str:
+        """The few lines a run that goes on prints: counts by kind (errors dropped under
+        --skip-invalid, warnings with their repair), ``examples`` examples, which datasets read
+        a repaired or cleaned copy, and where the full list is."""
+        lines = []
+        dropped = [p for p in self.problems if p.dropped]
+        for title, problems in (
+            ("dropped by --skip-invalid", dropped),
+            ("warning(s)", self.warnings),
+        ):
+            if not problems:
+                continue
+            kinds = Counter(p.kind for p in problems)
+            parts = []
+            for kind, n in sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0])):
+                repaired = any(p.repair for p in problems if p.kind == kind)
+                parts.append(f"{n} {kind}" + (" (repaired)" if repaired else ""))
+            lines.append(f"{len(problems)} {title}: " + ", ".join(parts))
+            # one example of each of the most frequent kinds
+            firsts = {}
+            for p in problems:
+                firsts.setdefault(p.kind, p)
+            ordered = sorted(firsts.values(), key=lambda p: -kinds[p.kind])
+            for p in ordered[:examples]:
+                text = f"[{p.kind}] {p}"
+                lines.append(
+                    "  e.g. " + (text if len(text) <= width else text[: width - 3] + "...")
+                )
+        for name, counts in self.dropped.items():
+            lines.append(
+                f"Dropped from {name}: " + ", ".join(f"{n} {what}" for what, n in counts.items())
+            )
+        for name, path in self.cleaned_datasets.items():
+            lines.append(f"dataset {name} reads the repaired/cleaned copy {path}")
+        if self.report_path:
+            lines.append(f"full list: {self.report_path}")
         return "\n".join(lines)
 
     def to_dict(self) -> dict:

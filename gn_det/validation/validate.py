@@ -9,6 +9,7 @@ from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from ..checkpoint.atomic import AtomicFileWriter
+from ..data.formats.common import DEFAULT_LABEL
 from .checkpoint_checks import check_checkpoint
 from .coco_checks import check_coco_json
 from .config_checks import check_config, check_config_sources, default_base_cfg
@@ -113,6 +114,7 @@ def validate_datasets(
     *,
     training: bool = True,
     skip_invalid: bool = False,
+    strict: bool = False,
     check_images: bool = True,
     cleaned_dir: Optional[str] = None,
     apply_cleaned: bool = True,
@@ -127,9 +129,10 @@ def validate_datasets(
     (json path, size, mtime, options); while the json is unchanged, later runs into the same
     OUTPUT_DIR (e.g. --resume) skip it (``use_cache=False`` re-checks).
 
-    With ``skip_invalid``, datasets with invalid records are written without them to
-    ``cleaned_dir`` (default ``OUTPUT_DIR/validated_datasets``); ``report.cleaned_datasets`` maps
-    their names to the cleaned files, and with ``apply_cleaned`` they are re-registered to read
+    Datasets with repairs (policy.py: e.g. border-crossing polygons clipped) and, with
+    ``skip_invalid``, datasets with invalid records are written repaired / without them to
+    ``cleaned_dir`` (default ``OUTPUT_DIR/validated_datasets``); ``strict`` makes every warning
+    an error. ``report.cleaned_datasets`` maps their names to the written files, and with ``apply_cleaned`` they are re-registered to read
     them in this process (other processes: use_cleaned_datasets(report.cleaned_datasets)).
     ``prepare_dataset(name)`` is called first for each dataset (e.g. to generate it on disk).
     Datasets in ``skip_names`` were checked already and are left alone.
@@ -158,6 +161,7 @@ def validate_datasets(
             require_masks=bool(cfg.MODEL.MASK_ON),
             for_evaluation=name in cfg.DATASETS.TEST,
             check_images=check_images,
+            strict=strict,
         )
         key = (
             _clean_key(json_file, image_root, **options)
@@ -178,16 +182,42 @@ def validate_datasets(
             os.makedirs(out_dir, exist_ok=True)
             with AtomicFileWriter(cache_path, "w") as f:
                 json.dump(clean_cache, f, indent=1)
-        if (
-            skip_invalid
-            and result.data is not None
-            and (result.dropped_image_ids or result.dropped_annotation_ids)
+        if result.data is not None and (
+            result.dropped_image_ids
+            or result.dropped_annotation_ids
+            or result.repaired_annotation_ids
         ):
             path = write_cleaned_dataset(out_dir, name, result.data)
             report.cleaned_datasets[name] = path
             if apply_cleaned:
                 use_cleaned_datasets({name: path})
+    if training:
+        _check_classes_agree(names, registered, report)
     return report
+
+
+def _check_classes_agree(names: Sequence[str], registered: set, report: ValidationReport) -> None:
+    """Training and test datasets must have the same classes (the model has one class list);
+    found here, before launch, rather than in each worker's setup."""
+    found = []
+    for name in dict.fromkeys(names):
+        classes = MetadataCatalog.get(name).get("thing_classes") if name in registered else None
+        if classes is not None:
+            found.append((name, list(classes)))
+    for name, classes in found[1:]:
+        first, first_classes = found[0]
+        if classes != first_classes:
+            hint = (
+                f"; VIA / labelme regions without a label form the class {DEFAULT_LABEL!r}"
+                if DEFAULT_LABEL in classes + first_classes
+                else ""
+            )
+            report.add(
+                "dataset-classes",
+                f"DATASETS.TRAIN / DATASETS.TEST: {first!r} and {name!r}",
+                f"datasets disagree on their classes: {first!r} has {first_classes}, {name!r} has "
+                f"{classes}; train and evaluate on datasets with the same categories{hint}",
+            )
 
 
 def validate(
@@ -200,6 +230,7 @@ def validate(
     resume: bool = False,
     eval_only: bool = False,
     skip_invalid: bool = False,
+    strict: bool = False,
     trust_checkpoint: Optional[bool] = None,
     check_datasets: bool = True,
     check_images: bool = True,
@@ -217,6 +248,7 @@ def validate(
         resume: check the checkpoint ``--resume`` would load (``OUTPUT_DIR/last_checkpoint``).
         eval_only: skip training-only checks (DATASETS.TRAIN, batch size).
         skip_invalid: drop invalid dataset records (listed and counted) instead of failing.
+        strict: make every dataset warning an error (policy.py).
         trust_checkpoint: allow checkpoints that need plain pickle (None: $GN_DET_TRUST_CHECKPOINT).
         check_datasets / check_images: check dataset jsons / image headers.
         cleaned_dir: where skip_invalid writes cleaned jsons.
@@ -239,6 +271,7 @@ def validate(
         resume=resume,
         eval_only=eval_only,
         skip_invalid=skip_invalid,
+        strict=strict,
         trust_checkpoint=trust_checkpoint,
         check_datasets=check_datasets,
         check_images=check_images,
@@ -256,6 +289,7 @@ def check_run(
     resume: bool = False,
     eval_only: bool = False,
     skip_invalid: bool = False,
+    strict: bool = False,
     trust_checkpoint: Optional[bool] = None,
     check_datasets: bool = True,
     check_images: bool = True,
@@ -274,6 +308,7 @@ def check_run(
             cfg,
             training=training,
             skip_invalid=skip_invalid,
+            strict=strict,
             check_images=check_images,
             cleaned_dir=cleaned_dir,
             apply_cleaned=apply_cleaned,

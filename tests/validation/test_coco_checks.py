@@ -201,14 +201,17 @@ def test_box_with_non_positive_size(tmp_path):
     assert "image id 3 annotation id 31" in problem.where and "must be > 0" in problem.message
 
 
-def test_box_outside_image(tmp_path):
+def test_box_mostly_outside_image(tmp_path):
+    # Policy: a box less than half inside the image is an error (wrong image or units); one
+    # that passes the border by less is a warning, clipped (tests/validation/test_policy.py).
     data = _good_dataset(tmp_path)
-    data["annotations"][1]["bbox"] = [35, 5, 10, 10]  # x1 = 45 > width 40
+    data["annotations"][1]["bbox"] = [37, 5, 10, 10]  # x1 = 47 > width 40: 30% inside
     problem = _only_problem(_check(tmp_path, data), "bbox")
     assert (
         "annotation id 12" in problem.where
-        and "x1=45" in problem.message
+        and "x1=47" in problem.message
         and "40x30" in problem.message
+        and "30%" in problem.message
     )
 
 
@@ -219,16 +222,20 @@ def test_empty_polygon(tmp_path):
     assert "annotation id 11" in problem.where and "empty" in problem.message
 
 
-def test_self_intersecting_polygon(tmp_path):
+def test_self_intersecting_polygon_is_an_error_under_strict(tmp_path):
+    # Policy: a warning by default (test_policy.py), an error under --strict.
     data = _good_dataset(tmp_path)
     data["annotations"][3]["segmentation"] = [
         _square(2, 3, 5),
         [20, 5, 28, 17, 28, 5, 20, 17],
     ]  # bow tie
-    problem = _only_problem(_check(tmp_path, data), "polygon")
+    result = _check(tmp_path, data, strict=True)
+    problem = _only_problem(result, "self-intersecting")
+    assert not result.ok and problem.level == "error"
     assert "annotation id 22" in problem.where
     assert "polygon 1 of 2 is self-intersecting" in problem.message
     assert "(20,5)-(28,17)" in problem.message  # one of the two crossing edges
+    assert "--strict" in problem.message
 
 
 def test_malformed_rle(tmp_path):
@@ -276,7 +283,7 @@ def test_skip_invalid_keeps_exactly_the_good_records(tmp_path):
 
     data = _good_dataset(tmp_path, n_images=5)
     data["annotations"][0]["bbox"] = [0, 0, 0, 5]  # bad annotation 11 (image 1 stays)
-    data["annotations"][3]["segmentation"] = [[20, 5, 28, 17, 28, 5, 20, 17]]  # bad annotation 22
+    data["annotations"][3]["segmentation"] = [[20, 5, 28, 5, 24, 5]]  # bad annotation 22: no area
     os.remove(tmp_path / "images" / "3.png")  # image 3 and its annotations 31, 32 go
     data["annotations"].append(
         {

@@ -100,3 +100,44 @@ def test_clean_dataset_is_not_rechecked_until_its_json_changes(dataset, tmp_path
     json_file.write_text(json.dumps(data))
     os.utime(json_file, ns=(1, 1))
     assert not validate(None, _opts(name, tmp_path / "out")).ok
+
+
+def test_repairs_are_what_detectron2_loads(dataset, tmp_path):
+    name, json_file = dataset
+    data = json.loads(json_file.read_text())
+    data["annotations"][2]["bbox"][2] = 10  # annotation 21 valid again
+    data["annotations"][0]["segmentation"] = [[30, 2, 42, 2, 42, 7, 30, 7]]  # 2 px past x = 40
+    data["annotations"][1]["iscrowd"] = False
+    json_file.write_text(json.dumps(data))
+    report = validate(None, _opts(name, tmp_path / "out"))
+    assert report.ok and sorted(p.kind for p in report.warnings) == ["border", "iscrowd-bool"]
+    assert report.errors == [] and name in report.cleaned_datasets
+    first = {a["bbox"][2]: a for a in DatasetCatalog.get(name)[0]["annotations"]}
+    assert max(first[10]["segmentation"][0][0::2]) == 40  # clipped polygon
+    assert first[6]["iscrowd"] == 0 and type(first[6]["iscrowd"]) is int
+
+
+def test_train_and_test_datasets_with_other_classes_stop_before_launch(dataset, tmp_path):
+    name, json_file = dataset
+    data = json.loads(json_file.read_text())
+    data["annotations"][2]["bbox"][2] = 10  # annotation 21 valid: only the classes differ
+    json_file.write_text(json.dumps(data))
+    other_json = tmp_path / "val.json"
+    other_json.write_text(json.dumps(data | {"categories": [{"id": 1, "name": "object"}]}))
+    other = f"{name}_val"
+    register_coco_instances(
+        other, {"thing_classes": ["object"]}, str(other_json), str(tmp_path / "images")
+    )
+    MetadataCatalog.get(name).set(thing_classes=["box"])
+    opts = _opts(name, tmp_path / "out")
+    opts[opts.index("DATASETS.TEST") + 1] = f"('{other}',)"
+    try:
+        report = validate(None, opts)
+        assert [p.kind for p in report.errors] == ["dataset-classes"], report.format()
+        message = report.errors[0].message
+        assert "['box']" in message and "['object']" in message and "without a label" in message
+        evaluation = validate(None, opts, eval_only=True)
+        assert not [p for p in evaluation.errors if p.kind == "dataset-classes"]
+    finally:
+        DatasetCatalog.remove(other)
+        MetadataCatalog.remove(other)
