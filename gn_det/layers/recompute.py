@@ -20,7 +20,7 @@ from torch import nn
 
 from .group_norm_act import RECIPE_ATTR
 
-__all__ = ["recompute_scope", "install_recompute_scope", "has_recompute_scope"]
+__all__ = ["recompute_scope", "install_recompute_scope", "has_recompute_scope", "remove_recompute_scope"]
 
 
 class _Plain:
@@ -110,7 +110,12 @@ def _top_hooks():
 
 
 def _can_open() -> bool:
-    if not torch.is_grad_enabled() or torch.jit.is_tracing() or torch.compiler.is_compiling():
+    if (
+        not torch.is_grad_enabled()
+        or torch.jit.is_tracing()
+        or torch.compiler.is_compiling()
+        or torch.compiler.is_exporting()
+    ):
         return False
     enabled = getattr(torch._C._autograd, "_saved_tensors_hooks_is_enabled", None)
     return enabled is None or enabled()
@@ -173,4 +178,17 @@ def install_recompute_scope(module: nn.Module) -> nn.Module:
     if not has_recompute_scope(module):
         module.register_forward_pre_hook(_enter_scope)
         module.register_forward_hook(_exit_scope, always_call=True)
+    return module
+
+
+def remove_recompute_scope(module: nn.Module) -> nn.Module:
+    """Undo ``install_recompute_scope`` on ``module`` (idempotent). Returns ``module``.
+
+    The export step removes the scopes: ``torch.jit.script`` compiles every forward hook, and
+    these are Python-only (an inference model has nothing to recompute anyway).
+    """
+    for hooks, hook in ((module._forward_pre_hooks, _enter_scope), (module._forward_hooks, _exit_scope)):
+        for handle_id in [k for k, v in hooks.items() if v is hook]:
+            del hooks[handle_id]
+            module._forward_hooks_always_called.pop(handle_id, None)
     return module
