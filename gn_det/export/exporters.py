@@ -2,8 +2,9 @@
 ``torch.onnx.export``, and ``scripting_with_instances`` (as Detectron2's
 ``tools/deploy/export_model.py`` does).
 
-Each function takes the model to export (``standard_model(model)``, or any gn_det model: its
-fused convs record PyTorch's own ``group_norm`` under tracing) and writes one file.
+Each function exports ``standard_model(model)`` (WS folded, plain convs, no scopes) and writes
+one file. (Detectron2's paths also work on the model as trained: its fused convs record
+PyTorch's own ``group_norm`` under tracing, but a WS model then recomputes WS in the graph.)
 """
 from typing import Dict, List, Tuple
 
@@ -12,6 +13,8 @@ from detectron2.export import STABLE_ONNX_OPSET_VERSION, TracingAdapter, scripti
 from detectron2.modeling import GeneralizedRCNN
 from detectron2.structures import Boxes
 from torch import Tensor, nn
+
+from .standard_modules import standard_model
 
 __all__ = [
     "FORMATS",
@@ -61,11 +64,12 @@ def tracing_adapter(model: nn.Module, image: Tensor) -> TracingAdapter:
 def export_tracing(
     model: nn.Module, image: Tensor, path: str, fmt: str = "torchscript", opset: int = DEFAULT_ONNX_OPSET
 ) -> TracingAdapter:
-    """Trace ``model`` on ``image`` and write TorchScript (``torch.jit.save``) or ONNX to
-    ``path``. Returns the adapter (its ``outputs_schema`` reads the artifact's outputs)."""
+    """Trace ``standard_model(model)`` on ``image`` and write TorchScript (``torch.jit.save``)
+    or ONNX to ``path``. Returns the adapter (its ``outputs_schema`` reads the artifact's
+    outputs)."""
     if fmt not in FORMATS:
         raise ValueError(f"export format {fmt!r}; valid: {', '.join(FORMATS)}")
-    adapter = tracing_adapter(model, image).eval()
+    adapter = tracing_adapter(standard_model(model), image).eval()
     with torch.no_grad():
         if fmt == "torchscript":
             traced = torch.jit.trace(adapter, (image,))
@@ -104,12 +108,13 @@ class _ScriptableDetector(_ScriptableRCNN):
 
 
 def export_scripting(model: nn.Module, path: str) -> torch.jit.ScriptModule:
-    """Script ``model`` with Detectron2's ``scripting_with_instances`` and save it to ``path``.
+    """Script ``standard_model(model)`` with Detectron2's ``scripting_with_instances`` and save it to ``path``.
 
     The saved module takes a tuple of ``{"image": (3, H, W) tensor}`` dicts and returns one dict
     of fields per image (``pred_boxes`` as an (R, 4) tensor, ``scores``, ``pred_classes`` and,
     for Mask R-CNN, ``pred_masks``), without the final resize to the original image size.
     """
+    model = standard_model(model)
     adapter = _ScriptableRCNN(model) if isinstance(model, GeneralizedRCNN) else _ScriptableDetector(model)
     scripted = scripting_with_instances(adapter.eval(), _SCRIPTED_FIELDS)
     torch.jit.save(scripted, path)

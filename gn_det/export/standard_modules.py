@@ -3,9 +3,10 @@
 Training uses ``WSConv2d`` (weights standardized at every forward), ``FusedGNActConv2d`` (GN and
 ReLU in one kernel) and recompute scopes (saved-tensor hooks on whole components). None of that
 is needed once the weights are fixed, and some of it cannot be scripted. ``standard_model``
-returns a new model, as Detectron2's ``convert_frozen_batchnorm`` does: each such conv becomes a
-``detectron2.layers.Conv2d`` with the same norm, activation and (standardized, for WS) weights,
-the scopes are removed, and the original model is left untouched.
+returns a new model (a deep copy, so the tensors are copied, as Detectron2's
+``convert_frozen_batchnorm`` returns new modules) in which each such conv is a
+``detectron2.layers.Conv2d`` with the same norm and activation and, for WS, the standardized
+weight stored as its ordinary weight; the scopes are removed; the original model is untouched.
 """
 import copy
 
@@ -13,57 +14,51 @@ import torch
 from detectron2.layers import Conv2d
 from torch import nn
 
-from ..layers.fused_conv import FusedGNActConv2d
+from ..layers.fused_conv import FusedGNActConv2d, WSFusedGNActConv2d
 from ..layers.recompute import remove_recompute_scope
 from ..layers.weight_std import WSConv2d
 
-__all__ = ["fold_weight_standardization", "standard_conv", "standard_model"]
+__all__ = ["fold_weight_standardization", "standard_model"]
 
 
-def standard_conv(conv: Conv2d) -> Conv2d:
-    """A plain Detectron2 ``Conv2d`` computing what ``conv`` computes in eval mode.
-
-    A WS conv's weight is standardized once here and stored as the new conv's ordinary weight
-    (Weight Standardization folded); the norm and activation are copies of ``conv``'s.
-    """
-    weight = conv.effective_weight() if isinstance(conv, WSConv2d) else conv.weight
-    plain = Conv2d(
-        conv.in_channels,
-        conv.out_channels,
-        kernel_size=conv.kernel_size,
-        stride=conv.stride,
-        padding=conv.padding,
-        dilation=conv.dilation,
-        groups=conv.groups,
-        bias=conv.bias is not None,
-        padding_mode=conv.padding_mode,
-        norm=copy.deepcopy(conv.norm),
-        activation=copy.deepcopy(conv.activation),
-    )
-    plain.to(device=conv.weight.device, dtype=conv.weight.dtype)
-    with torch.no_grad():
-        plain.weight.copy_(weight)
-        if conv.bias is not None:
-            plain.bias.copy_(conv.bias)
-    plain.train(conv.training)
-    return plain
+def _switch(conv: Conv2d, to: type) -> None:
+    # The class is switched on the copy rather than the module replaced: Detectron2 modules also
+    # hold their convs in plain Python lists (FPN's lateral_convs/output_convs), which a
+    # replaced child would leave pointing at the old conv.
+    if isinstance(conv, WSConv2d):
+        with torch.no_grad():
+            conv.weight.copy_(conv.effective_weight())
+        conv.__dict__.pop("ws_eps", None)
+    if not issubclass(to, FusedGNActConv2d):
+        for attr in ("fused_activation", "fused_backend"):
+            conv.__dict__.pop(attr, None)
+    conv.__class__ = to
 
 
-def _replace_convs(module: nn.Module, kinds) -> nn.Module:
-    if isinstance(module, kinds):
-        return standard_conv(module)
-    for name, child in module.named_children():
-        new_child = _replace_convs(child, kinds)
-        if new_child is not child:
-            module.add_module(name, new_child)
-    return module
+def _convert(model: nn.Module, target) -> nn.Module:
+    result = copy.deepcopy(model)
+    for m in result.modules():
+        to = target(m)
+        if to is not None:
+            _switch(m, to)
+    return result
+
+
+def _without_ws(m):
+    if isinstance(m, WSFusedGNActConv2d):
+        return FusedGNActConv2d
+    return Conv2d if isinstance(m, WSConv2d) else None
+
+
+def _plain(m):
+    return Conv2d if isinstance(m, (WSConv2d, FusedGNActConv2d)) else None
 
 
 def fold_weight_standardization(model: nn.Module) -> nn.Module:
     """A copy of ``model`` whose WS convs (``WSConv2d``, ``WSFusedGNActConv2d``) are plain
     ``Conv2d`` with the standardized weights: the same outputs, no WS arithmetic. Other fused
     convs stay fused. ``model`` is not changed."""
-    return _replace_convs(copy.deepcopy(model), (WSConv2d,))
+    return _convert(model, _without_ws)
 
 
 def standard_model(model: nn.Module) -> nn.Module:
@@ -71,7 +66,7 @@ def standard_model(model: nn.Module) -> nn.Module:
     its own: WS folded, fused GN+ReLU convs back to ``Conv2d`` + ``nn.GroupNorm`` (whose
     state_dict is the same), recompute scopes removed. Its outputs equal ``model``'s within
     float32 rounding; ``model`` is not changed. What ``gn_det.export`` exports."""
-    result = _replace_convs(copy.deepcopy(model), (WSConv2d, FusedGNActConv2d))
+    result = _convert(model, _plain)
     for m in result.modules():
         remove_recompute_scope(m)
     return result.eval()
