@@ -15,7 +15,15 @@ Tracing and export also work on a gn_det model as trained: under ``torch.jit.tra
 from .exporters import DEFAULT_ONNX_OPSET, EXPORT_METHODS, FORMATS, ONNX_OPSETS, export_scripting, export_tracing, tracing_adapter
 from .model_checks import ModelConfigMismatchError, check_model_matches_config, class_counts
 from .standard_modules import fold_weight_standardization, standard_model
-from .verify import TOLERANCES, ExportVerificationError, VerificationReport, detections_of, load_exported, max_differences
+from .verify import (
+    TOLERANCES,
+    ExportVerificationError,
+    VerificationReport,
+    detections_of,
+    load_exported,
+    max_differences,
+    scripted_detections,
+)
 
 __all__ = [
     "DEFAULT_ONNX_OPSET",
@@ -36,4 +44,5 @@ __all__ = [
     "detections_of",
     "load_exported",
     "max_differences",
+    "scripted_detections",
 ]

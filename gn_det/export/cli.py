@@ -27,7 +27,15 @@ from ..engine.train_net import Trainer
 from ..third_party_warnings import ignore_third_party_warnings
 from .exporters import DEFAULT_ONNX_OPSET, EXPORT_METHODS, FORMATS, export_scripting, export_tracing, tracing_adapter
 from .model_checks import check_model_matches_config
-from .verify import TOLERANCES, ExportVerificationError, VerificationReport, detections_of, load_exported, time_per_image_ms
+from .verify import (
+    TOLERANCES,
+    ExportVerificationError,
+    VerificationReport,
+    detections_of,
+    load_exported,
+    scripted_detections,
+    time_per_image_ms,
+)
 
 __all__ = ["argument_parser", "export_main", "load_model", "sample_images", "artifact_name"]
 
@@ -122,7 +130,8 @@ def _eager_and_exported(model, args, images, path):
             eager = lambda im: detections_of(model.inference([{"image": im}], do_postprocess=False)[0])
         else:
             eager = lambda im: detections_of(model([{"image": im}])[0]["instances"])
-        return eager, lambda im: detections_of(scripted(({"image": im},))[0])
+        postprocess = not isinstance(model, GeneralizedRCNN)
+        return eager, lambda im: scripted_detections(scripted(({"image": im},))[0], im.shape[1:], postprocess)
     adapter = tracing_adapter(model, images[0]).eval()  # the eager model, same output schema
     run = load_exported(path, args.format)
 
@@ -159,9 +168,9 @@ def export_main(argv: Optional[List[str]] = None) -> int:
             export_scripting(model, path)
         else:
             export_tracing(model, images[0], path, args.format, args.opset)
-    print(f"[export] wrote {path} ({args.export_method}, {args.format}"
-          + (f", opset {args.opset}" if args.format == "onnx" else "") + f"), traced on a "
-          f"{tuple(images[0].shape)} image")
+    how = f"traced on a {tuple(images[0].shape)} image" if args.export_method == "tracing" else "scripted"
+    print(f"[export] wrote {path} ({args.format}" + (f", opset {args.opset}" if args.format == "onnx" else "")
+          + f", {how})")
 
     eager, exported = _eager_and_exported(model, args, images, path)
     report = VerificationReport(artifact=path)

@@ -17,6 +17,7 @@ __all__ = [
     "TOLERANCES",
     "ExportVerificationError",
     "detections_of",
+    "scripted_detections",
     "max_differences",
     "VerificationReport",
     "time_per_image_ms",
@@ -47,6 +48,22 @@ def detections_of(result) -> Dict[str, torch.Tensor]:
     if "pred_masks" in fields:
         out["masks"] = fields["pred_masks"].detach().float().cpu()
     return out
+
+
+def scripted_detections(fields: Dict[str, torch.Tensor], image_size, postprocess: bool) -> Dict[str, torch.Tensor]:
+    """Detections from a scripted model's output dict. A scripted RetinaNet returns its
+    detections before Detectron2's ``detector_postprocess`` (clip, drop empty boxes), which its
+    eager forward applies; ``postprocess=True`` applies it, at the input's own size."""
+    if not postprocess:
+        return detections_of(fields)
+    from detectron2.modeling.postprocessing import detector_postprocess
+    from detectron2.structures import Boxes
+
+    instances = Instances(tuple(image_size))
+    instances.pred_boxes = Boxes(fields["pred_boxes"])
+    for key in ("scores", "pred_classes"):
+        instances.set(key, fields[key])
+    return detections_of(detector_postprocess(instances, *image_size))
 
 
 def _pair_detections(eager, exported) -> List[int]:
