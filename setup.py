@@ -81,7 +81,7 @@ setup(
         # detectron2.model_zoo imports pkg_resources, which setuptools 81+ no longer ships.
         "setuptools<81",
     ],
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={"test": ["pytest>=7"], "export": ["onnx", "onnxruntime"]},
     ext_modules=_EXT_MODULES,
     cmdclass=_CMDCLASS,
 )

@@ -174,14 +174,14 @@ def export_main(argv: Optional[List[str]] = None) -> int:
 
     eager, exported = _eager_and_exported(model, args, images, path)
     report = VerificationReport(artifact=path)
-    with torch.no_grad():
-        for image in images:
-            report.add(eager(image), exported(image))
-    report.eager_ms = time_per_image_ms(eager, images, args.repeats)
-    report.exported_ms = time_per_image_ms(exported, images, args.repeats)
-    print("\n".join("[export] " + line for line in report.lines()))
-    _write_info(args, cfg, weights, images, report)
     try:
+        with torch.no_grad():
+            for image in images:
+                report.add(eager(image), exported(image))
+        report.eager_ms = time_per_image_ms(eager, images, args.repeats)
+        report.exported_ms = time_per_image_ms(exported, images, args.repeats)
+        print("\n".join("[export] " + line for line in report.lines()))
+        _write_info(args, cfg, weights, images, report)
         report.check(TOLERANCES)
     except ExportVerificationError as e:
         print(f"[export] FAILED: {e}", file=sys.stderr)

@@ -413,11 +413,11 @@ def group_norm_act(
         (N, C, *) tensor with ``x``'s dtype and layout. When autograd records it, it carries the
         recompute recipe that ``gn_det.layers.recompute`` scopes use.
     """
-    where = f" in {where}" if where else ""
-    _check(x, weight, bias, num_groups, activation, where)
-    if standard_ops_only():
+    if standard_ops_only():  # F.group_norm checks its arguments itself
         y = torch.nn.functional.group_norm(x, num_groups, weight, bias, eps)
         return torch.relu(y) if activation == "relu" else y
+    where = f" in {where}" if where else ""
+    _check(x, weight, bias, num_groups, activation, where)
     chosen = _select_backend(x, backend)
     c = x.shape[1]
     # Without an affine, ones/zeros of the statistics' dtype keep one code path.
