@@ -120,3 +120,18 @@ def test_model_with_another_class_count_than_its_config_is_refused():
     check_model_matches_config(model, cfg)
     with pytest.raises(ModelConfigMismatchError, match=r"box_predictor.cls_score predicts 4 classes but MODEL.ROI_HEADS.NUM_CLASSES is 7"):
         check_model_matches_config(model, other)
+
+
+def test_a_module_with_a_recompute_scope_scripts_and_keeps_its_eager_scope():
+    from gn_det.layers import install_recompute_scope
+
+    block = install_recompute_scope(torch.nn.Sequential(
+        FusedGNActConv2d(4, 8, kernel_size=3, padding=1, bias=False,
+                         norm=torch.nn.GroupNorm(2, 8), activation=torch.nn.ReLU()),
+        torch.nn.Conv2d(8, 2, 1),
+    ))
+    parent = torch.nn.Sequential(block)
+    scripted = torch.jit.script(parent)  # compiles no hook: the scope is Python-only
+    x = torch.randn(1, 4, 6, 6)
+    torch.testing.assert_close(scripted(x), parent(x), rtol=1e-5, atol=1e-5)
+    assert has_recompute_scope(block)  # the module itself keeps its scope
