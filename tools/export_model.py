@@ -9,6 +9,7 @@ not installed), then verify it against the eager model and time both.
 Detectron2's tools/deploy/export_model.py flags; the config defaults to the config.yaml next to
 the checkpoint. Exits 1 when the artifact's detections differ past the stated tolerance.
 """
+
 import sys
 
 import gn_det  # noqa: F401  registers gn_det's models and datasets

@@ -12,7 +12,16 @@ check the artifact against the eager model.
 Tracing and export also work on a gn_det model as trained: under ``torch.jit.trace``,
 ``torch.onnx.export`` and ``torch.export`` its fused convs record PyTorch's ``group_norm``.
 """
-from .exporters import DEFAULT_ONNX_OPSET, EXPORT_METHODS, FORMATS, ONNX_OPSETS, export_scripting, export_tracing, tracing_adapter
+
+from .exporters import (
+    DEFAULT_ONNX_OPSET,
+    EXPORT_METHODS,
+    FORMATS,
+    ONNX_OPSETS,
+    export_scripting,
+    export_tracing,
+    tracing_adapter,
+)
 from .model_checks import ModelConfigMismatchError, check_model_matches_config, class_counts
 from .standard_modules import fold_weight_standardization, standard_model
 from .verify import (

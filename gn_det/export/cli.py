@@ -8,6 +8,7 @@ count that does not fit refuses to export), and a verification step that runs th
 the eager model on the same images, prints the largest differences and both times per image,
 and fails past ``verify.TOLERANCES``.
 """
+
 import argparse
 import json
 import logging
@@ -25,7 +26,14 @@ from ..checkpoint.dataset_metadata import find_dataset_metadata
 from ..engine.setup import build_config, config_file_for_weights, datasets_of_run, register_datasets_from_args
 from ..engine.train_net import Trainer
 from ..third_party_warnings import ignore_third_party_warnings
-from .exporters import DEFAULT_ONNX_OPSET, EXPORT_METHODS, FORMATS, export_scripting, export_tracing, tracing_adapter
+from .exporters import (
+    DEFAULT_ONNX_OPSET,
+    EXPORT_METHODS,
+    FORMATS,
+    export_scripting,
+    export_tracing,
+    tracing_adapter,
+)
 from .model_checks import check_model_matches_config
 from .verify import (
     TOLERANCES,
@@ -49,25 +57,49 @@ def argument_parser() -> argparse.ArgumentParser:
         epilog="Example: python3 tools/export_model.py --weights output/main/model_final.pth "
         "--format onnx --output output/main/export",
     )
-    parser.add_argument("--weights", default="", metavar="PTH",
-                        help="checkpoint to export (or MODEL.WEIGHTS among the overrides)")
-    parser.add_argument("--config-file", default="", metavar="FILE",
-                        help="config of the checkpoint (default: config.yaml next to the checkpoint)")
+    parser.add_argument(
+        "--weights",
+        default="",
+        metavar="PTH",
+        help="checkpoint to export (or MODEL.WEIGHTS among the overrides)",
+    )
+    parser.add_argument(
+        "--config-file",
+        default="",
+        metavar="FILE",
+        help="config of the checkpoint (default: config.yaml next to the checkpoint)",
+    )
     parser.add_argument("--format", choices=FORMATS, default="torchscript", help="output format")
-    parser.add_argument("--export-method", choices=EXPORT_METHODS, default="tracing",
-                        help="tracing (TorchScript or ONNX) or scripting (TorchScript only)")
-    parser.add_argument("--opset", type=int, default=DEFAULT_ONNX_OPSET,
-                        help=f"ONNX opset (default {DEFAULT_ONNX_OPSET}; R-CNN RoIAlign needs >= 16)")
-    parser.add_argument("--sample-image", nargs="*", default=[], metavar="IMAGE",
-                        help="image file(s): the first is traced, all are verified")
-    parser.add_argument("--dataset-name", default="",
-                        help="without --sample-image: take images from this registered dataset "
-                        "(default DATASETS.TEST[0])")
+    parser.add_argument(
+        "--export-method",
+        choices=EXPORT_METHODS,
+        default="tracing",
+        help="tracing (TorchScript or ONNX) or scripting (TorchScript only)",
+    )
+    parser.add_argument(
+        "--opset",
+        type=int,
+        default=DEFAULT_ONNX_OPSET,
+        help=f"ONNX opset (default {DEFAULT_ONNX_OPSET}; R-CNN RoIAlign needs >= 16)",
+    )
+    parser.add_argument(
+        "--sample-image",
+        nargs="*",
+        default=[],
+        metavar="IMAGE",
+        help="image file(s): the first is traced, all are verified",
+    )
+    parser.add_argument(
+        "--dataset-name",
+        default="",
+        help="without --sample-image: take images from this registered dataset " "(default DATASETS.TEST[0])",
+    )
     parser.add_argument("--num-images", type=int, default=4, help="images taken from the dataset")
     parser.add_argument("--repeats", type=int, default=3, help="timing passes over the images")
     parser.add_argument("--output", required=True, metavar="DIR", help="output directory")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, default=None,
-                        help="config overrides: KEY VALUE pairs")
+    parser.add_argument(
+        "opts", nargs=argparse.REMAINDER, default=None, help="config overrides: KEY VALUE pairs"
+    )
     return parser
 
 
@@ -169,8 +201,11 @@ def export_main(argv: Optional[List[str]] = None) -> int:
         else:
             export_tracing(model, images[0], path, args.format, args.opset)
     how = f"traced on a {tuple(images[0].shape)} image" if args.export_method == "tracing" else "scripted"
-    print(f"[export] wrote {path} ({args.format}" + (f", opset {args.opset}" if args.format == "onnx" else "")
-          + f", {how})")
+    print(
+        f"[export] wrote {path} ({args.format}"
+        + (f", opset {args.opset}" if args.format == "onnx" else "")
+        + f", {how})"
+    )
 
     eager, exported = _eager_and_exported(model, args, images, path)
     report = VerificationReport(artifact=path)
@@ -198,15 +233,24 @@ def _write_info(args, cfg, weights, images, report) -> None:
         "format": args.format,
         "export_method": args.export_method,
         "opset": args.opset if args.format == "onnx" else None,
-        "input": {"format": cfg.INPUT.FORMAT, "layout": "(3, H, W) float32, 0-255, not normalized",
-                  "traced_size": list(images[0].shape[1:]), "min_size_test": cfg.INPUT.MIN_SIZE_TEST,
-                  "max_size_test": cfg.INPUT.MAX_SIZE_TEST},
+        "input": {
+            "format": cfg.INPUT.FORMAT,
+            "layout": "(3, H, W) float32, 0-255, not normalized",
+            "traced_size": list(images[0].shape[1:]),
+            "min_size_test": cfg.INPUT.MIN_SIZE_TEST,
+            "max_size_test": cfg.INPUT.MAX_SIZE_TEST,
+        },
         "thing_classes": metadata.get("thing_classes"),
         "weights": os.path.abspath(weights),
-        "verification": {"max_abs_difference": report.max(), "tolerance": TOLERANCES,
-                         "detections": report.detections, "compared": report.compared,
-                         "eager_ms_per_image": report.eager_ms, "exported_ms_per_image": report.exported_ms,
-                         "threads": torch.get_num_threads()},
+        "verification": {
+            "max_abs_difference": report.max(),
+            "tolerance": TOLERANCES,
+            "detections": report.detections,
+            "compared": report.compared,
+            "eager_ms_per_image": report.eager_ms,
+            "exported_ms_per_image": report.exported_ms,
+            "threads": torch.get_num_threads(),
+        },
     }
     with open(os.path.join(args.output, "export.json"), "w") as f:
         json.dump(info, f, indent=2)

@@ -6,6 +6,7 @@ Each function exports ``standard_model(model)`` (WS folded, plain convs, no scop
 one file. (Detectron2's paths also work on the model as trained: its fused convs record
 PyTorch's own ``group_norm`` under tracing, but a WS model then recomputes WS in the graph.)
 """
+
 import warnings
 from typing import Dict, List, Tuple
 

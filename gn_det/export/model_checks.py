@@ -5,6 +5,7 @@ config's (or the checkpoint's ``dataset_metadata``'s) class ``i``. A model whose
 layers have another class count than the config would export fine and label every detection
 wrongly, so it is refused here, before anything is written.
 """
+
 from typing import List, Tuple
 
 from detectron2.modeling import GeneralizedRCNN, RetinaNet

@@ -8,6 +8,7 @@ returns a new model (a deep copy, so the tensors are copied, as Detectron2's
 ``detectron2.layers.Conv2d`` with the same norm and activation and, for WS, the standardized
 weight stored as its ordinary weight; the scopes are removed; the original model is untouched.
 """
+
 import copy
 
 import torch

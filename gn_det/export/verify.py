@@ -5,6 +5,7 @@ Detections are compared as Detectron2 produces them before the final resize
 mask probabilities (R, 1, M, M). Both sides must find the same number of detections with the same
 classes; then the largest absolute differences are checked against ``TOLERANCES``.
 """
+
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -50,7 +51,9 @@ def detections_of(result) -> Dict[str, torch.Tensor]:
     return out
 
 
-def scripted_detections(fields: Dict[str, torch.Tensor], image_size, postprocess: bool) -> Dict[str, torch.Tensor]:
+def scripted_detections(
+    fields: Dict[str, torch.Tensor], image_size, postprocess: bool
+) -> Dict[str, torch.Tensor]:
     """Detections from a scripted model's output dict. A scripted RetinaNet returns its
     detections before Detectron2's ``detector_postprocess`` (clip, drop empty boxes), which its
     eager forward applies; ``postprocess=True`` applies it, at the input's own size."""
@@ -106,7 +109,9 @@ def _differences(eager, exported) -> Dict[str, float]:
 
 
 def max_differences(
-    eager: Dict[str, torch.Tensor], exported: Dict[str, torch.Tensor], score_tolerance: float = TOLERANCES["scores"]
+    eager: Dict[str, torch.Tensor],
+    exported: Dict[str, torch.Tensor],
+    score_tolerance: float = TOLERANCES["scores"],
 ) -> Tuple[Dict[str, float], int]:
     """Largest |difference| per output over paired detections (same class, nearest box), and
     how many detections were compared.
@@ -118,7 +123,9 @@ def max_differences(
     ExportVerificationError when the detections themselves differ (count or classes above the
     cut, an output one side lacks)."""
     if set(eager) != set(exported):
-        raise ExportVerificationError(f"outputs differ: eager has {sorted(eager)}, exported {sorted(exported)}")
+        raise ExportVerificationError(
+            f"outputs differ: eager has {sorted(eager)}, exported {sorted(exported)}"
+        )
     try:
         return _differences(eager, exported), len(eager["scores"])
     except ExportVerificationError as full_lists:
@@ -129,7 +136,9 @@ def max_differences(
         try:
             return _differences(above_e, above_x), len(above_e["scores"])
         except ExportVerificationError as e:
-            raise ExportVerificationError(f"{full_lists}; above the last score kept (+{score_tolerance:g}): {e}") from e
+            raise ExportVerificationError(
+                f"{full_lists}; above the last score kept (+{score_tolerance:g}): {e}"
+            ) from e
 
 
 @dataclass
@@ -177,7 +186,9 @@ class VerificationReport:
         return out
 
 
-def time_per_image_ms(run: Callable[[torch.Tensor], object], images: Sequence[torch.Tensor], repeats: int = 3) -> float:
+def time_per_image_ms(
+    run: Callable[[torch.Tensor], object], images: Sequence[torch.Tensor], repeats: int = 3
+) -> float:
     """Median over ``repeats`` of the mean wall time per image of ``run``, after one warm-up
     pass (the first TorchScript/onnxruntime call optimizes the graph)."""
     with torch.no_grad():
@@ -202,9 +213,7 @@ def load_exported(path: str, fmt: str) -> Callable[[torch.Tensor], List[torch.Te
         try:
             import onnxruntime
         except ImportError as e:
-            raise ImportError(
-                "verifying an ONNX export needs onnxruntime: pip install -e .[export]"
-            ) from e
+            raise ImportError("verifying an ONNX export needs onnxruntime: pip install -e .[export]") from e
         session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
         name = session.get_inputs()[0].name
         return lambda image: [torch.from_numpy(a) for a in session.run(None, {name: image.numpy()})]

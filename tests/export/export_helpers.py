@@ -1,4 +1,5 @@
 """Models, images and the gn_det-free subprocess shared by the export tests."""
+
 import json
 import os
 import site
@@ -85,7 +86,9 @@ def image(height: int, width: int, seed: int = 0) -> torch.Tensor:
     """A (3, H, W) float image in 0-255 with smooth structure (random blobs upsampled)."""
     generator = torch.Generator().manual_seed(seed)
     coarse = torch.rand(1, 3, max(height // 16, 1), max(width // 16, 1), generator=generator)
-    return (torch.nn.functional.interpolate(coarse, size=(height, width), mode="bilinear")[0] * 255).contiguous()
+    return (
+        torch.nn.functional.interpolate(coarse, size=(height, width), mode="bilinear")[0] * 255
+    ).contiguous()
 
 
 def run_without_gn_det(jobs, workdir: str) -> dict:

@@ -10,6 +10,7 @@ Job file: {"site_packages": [...], "jobs": [{"path", "kind": "traced"|"scripted"
 "inputs": [image .pt files], "outputs": [result .pt files]}]}. Writes {"gn_det_importable": bool,
 "detectron2_importable": bool} to JOBS.json + ".env.json".
 """
+
 import json
 import sys
 

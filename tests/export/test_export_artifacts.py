@@ -3,6 +3,7 @@ in a Python where gn_det and Detectron2 cannot be imported, matching the eager m
 
 All artifacts are exported once (module fixture) and run in one gn_det-free subprocess.
 """
+
 import copy
 from typing import Dict, List, Tuple
 
@@ -44,8 +45,14 @@ class _DictOutputs(nn.Module):
         return [i.get_fields() for i in self.model.inference(inputs, do_postprocess=False)]
 
 
-FIELDS = {"proposal_boxes": Boxes, "objectness_logits": Tensor, "pred_boxes": Boxes, "scores": Tensor,
-          "pred_classes": Tensor, "pred_masks": Tensor}
+FIELDS = {
+    "proposal_boxes": Boxes,
+    "objectness_logits": Tensor,
+    "pred_boxes": Boxes,
+    "scores": Tensor,
+    "pred_classes": Tensor,
+    "pred_masks": Tensor,
+}
 
 
 def _rcnn_inference(model, inputs):
@@ -62,7 +69,9 @@ def _eager(model, im):
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning"),
-    pytest.mark.filterwarnings("ignore:You are using the legacy TorchScript-based ONNX export:DeprecationWarning"),
+    pytest.mark.filterwarnings(
+        "ignore:You are using the legacy TorchScript-based ONNX export:DeprecationWarning"
+    ),
 ]
 
 
@@ -95,8 +104,13 @@ def exported(tmp_path_factory):
             with torch.no_grad():
                 traced = torch.jit.trace(adapter, (images["trace"],), check_trace=False)
                 torch.jit.save(traced, str(root / f"{i}.direct.ts"))
-                torch.onnx.export(adapter, (images["trace"],), str(root / f"{i}.direct.onnx"),
-                                  opset_version=17, dynamo=False)
+                torch.onnx.export(
+                    adapter,
+                    (images["trace"],),
+                    str(root / f"{i}.direct.onnx"),
+                    opset_version=17,
+                    dynamo=False,
+                )
             # Scripting replaces the model's components by their prepared copies (Detectron2's
             # ResNet/FPN preparation does too): script a copy.
             scripted = scripting_with_instances(_DictOutputs(copy.deepcopy(model)).eval(), FIELDS)
@@ -104,13 +118,22 @@ def exported(tmp_path_factory):
             for kind in ("direct traced", "direct onnx"):
                 artifacts[kind] = adapter
             artifacts["direct scripted"] = False  # a dict of fields; no postprocess (R-CNN)
-            paths["direct traced"], paths["direct onnx"] = str(root / f"{i}.direct.ts"), str(root / f"{i}.direct.onnx")
+            paths["direct traced"], paths["direct onnx"] = str(root / f"{i}.direct.ts"), str(
+                root / f"{i}.direct.onnx"
+            )
             paths["direct scripted"] = str(root / f"{i}.direct.scripted.ts")
         for kind, path in paths.items():
             runner_kind = "onnx" if "onnx" in kind else ("scripted" if "scripted" in kind else "traced")
             names = ["trace", "other"] if kind == "traced" else ["trace"]
             outputs = [path + f".{n}.out.pt" for n in names]
-            jobs.append({"path": path, "kind": runner_kind, "inputs": [image_files[n] for n in names], "outputs": outputs})
+            jobs.append(
+                {
+                    "path": path,
+                    "kind": runner_kind,
+                    "inputs": [image_files[n] for n in names],
+                    "outputs": outputs,
+                }
+            )
             readers[(arch, kind)] = (artifacts[kind], dict(zip(names, outputs)), path)
     env = run_without_gn_det(jobs, str(root))
     results = {}

@@ -1,5 +1,6 @@
 """tools/export_model.py on a saved run: exports, verifies and times; refuses a class count that
 does not fit; fails loudly when the artifact does not match."""
+
 import json
 import os
 import subprocess
@@ -30,9 +31,23 @@ def run_dir(tmp_path_factory):
 def _export(run_dir, output, *extra):
     env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS="1")
     return subprocess.run(
-        [sys.executable, TOOL, "--weights", str(run_dir / "model_final.pth"),
-         "--sample-image", str(run_dir / "sample.png"), "--repeats", "1", "--output", str(output), *extra],
-        env=env, capture_output=True, text=True, cwd=str(run_dir),
+        [
+            sys.executable,
+            TOOL,
+            "--weights",
+            str(run_dir / "model_final.pth"),
+            "--sample-image",
+            str(run_dir / "sample.png"),
+            "--repeats",
+            "1",
+            "--output",
+            str(output),
+            *extra,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=str(run_dir),
     )
 
 

@@ -1,5 +1,6 @@
 """The exported model: WS folded, fused GN back to nn.GroupNorm, scopes removed; the lowering
 of the fused op under tracing/export; the class-count check."""
+
 import pytest
 import torch
 from detectron2.layers import Conv2d
@@ -38,7 +39,9 @@ def test_ws_fold_writes_standardized_weights_into_plain_convs(ws_model):
     folded_modules = dict(folded.named_modules())
     for name in ws_names:
         source, conv = original[name], folded_modules[name]
-        torch.testing.assert_close(conv.weight, standardize_weight(source.weight, source.ws_eps), rtol=0, atol=0)
+        torch.testing.assert_close(
+            conv.weight, standardize_weight(source.weight, source.ws_eps), rtol=0, atol=0
+        )
         # a fused WS conv stays fused (fold removes WS only)
         assert isinstance(conv, FusedGNActConv2d) == isinstance(source, FusedGNActConv2d)
 
@@ -104,8 +107,9 @@ def test_torch_export_of_the_fused_backbone_has_standard_ops():
 
 
 def test_scripting_runs_the_standard_forward_of_a_fused_conv():
-    conv = FusedGNActConv2d(4, 8, kernel_size=3, padding=1, bias=False,
-                            norm=torch.nn.GroupNorm(2, 8), activation=torch.nn.ReLU())
+    conv = FusedGNActConv2d(
+        4, 8, kernel_size=3, padding=1, bias=False, norm=torch.nn.GroupNorm(2, 8), activation=torch.nn.ReLU()
+    )
     scripted = torch.jit.script(conv)
     x = torch.randn(1, 4, 6, 6)
     torch.testing.assert_close(scripted(x), conv(x), rtol=1e-5, atol=1e-5)
@@ -118,18 +122,30 @@ def test_model_with_another_class_count_than_its_config_is_refused():
     other = cfg.clone()
     other.MODEL.ROI_HEADS.NUM_CLASSES = 7
     check_model_matches_config(model, cfg)
-    with pytest.raises(ModelConfigMismatchError, match=r"box_predictor.cls_score predicts 4 classes but MODEL.ROI_HEADS.NUM_CLASSES is 7"):
+    with pytest.raises(
+        ModelConfigMismatchError,
+        match=r"box_predictor.cls_score predicts 4 classes but MODEL.ROI_HEADS.NUM_CLASSES is 7",
+    ):
         check_model_matches_config(model, other)
 
 
 def test_a_module_with_a_recompute_scope_scripts_and_keeps_its_eager_scope():
     from gn_det.layers import install_recompute_scope
 
-    block = install_recompute_scope(torch.nn.Sequential(
-        FusedGNActConv2d(4, 8, kernel_size=3, padding=1, bias=False,
-                         norm=torch.nn.GroupNorm(2, 8), activation=torch.nn.ReLU()),
-        torch.nn.Conv2d(8, 2, 1),
-    ))
+    block = install_recompute_scope(
+        torch.nn.Sequential(
+            FusedGNActConv2d(
+                4,
+                8,
+                kernel_size=3,
+                padding=1,
+                bias=False,
+                norm=torch.nn.GroupNorm(2, 8),
+                activation=torch.nn.ReLU(),
+            ),
+            torch.nn.Conv2d(8, 2, 1),
+        )
+    )
     parent = torch.nn.Sequential(block)
     scripted = torch.jit.script(parent)  # compiles no hook: the scope is Python-only
     x = torch.randn(1, 4, 6, 6)
