@@ -23,6 +23,7 @@ from detectron2.data.detection_utils import read_image
 from detectron2.modeling import GeneralizedRCNN, build_model
 
 from ..checkpoint.dataset_metadata import find_dataset_metadata
+from ..data import prepare_dataset
 from ..engine.setup import build_config, config_file_for_weights, datasets_of_run, register_datasets_from_args
 from ..engine.train_net import Trainer
 from ..third_party_warnings import ignore_third_party_warnings
@@ -183,11 +184,17 @@ def export_main(argv: Optional[List[str]] = None) -> int:
     try:
         weights = _weights_of(args)
         args.config_file = args.config_file or config_file_for_weights(weights)
-        args.dataset = datasets_of_run(weights, [args.dataset_name] if args.dataset_name else [])
-        register_datasets_from_args(args)
         args.opts = list(args.opts or []) + ["MODEL.WEIGHTS", weights, "MODEL.DEVICE", "cpu"]
         cfg = build_config(args)
         cfg.freeze()
+        if not args.sample_image:
+            # A custom dataset of the checkpoint's run is found again by name; a generated one
+            # (the embedded shapes) is written now if it is not on disk.
+            args.dataset_name = args.dataset_name or (cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else "")
+            args.dataset = datasets_of_run(weights, [args.dataset_name] if args.dataset_name else [])
+            register_datasets_from_args(args)
+            if args.dataset_name:
+                prepare_dataset(args.dataset_name)
         model = load_model(cfg, weights)
         images = sample_images(cfg, args.sample_image, args.dataset_name, args.num_images)
     except (ValueError, FileNotFoundError, KeyError) as e:
