@@ -10,7 +10,7 @@ from typing import Dict, List, Tuple
 import onnx
 import pytest
 import torch
-from detectron2.export import TracingAdapter, scripting_with_instances
+from detectron2.export import STABLE_ONNX_OPSET_VERSION, TracingAdapter, scripting_with_instances
 from detectron2.structures import Boxes
 from torch import Tensor, nn
 
@@ -94,6 +94,10 @@ def exported(tmp_path_factory):
             "onnx": export_tracing(model, images["trace"], str(root / f"{i}.onnx"), "onnx"),
         }
         paths = {"traced": str(root / f"{i}.ts"), "onnx": str(root / f"{i}.onnx")}
+        if arch == "RetinaNet":  # no RoIAlign: Detectron2's opset 11 is right for it
+            path = str(root / f"{i}.opset11.onnx")
+            artifacts["onnx opset 11"] = export_tracing(model, images["trace"], path, "onnx", STABLE_ONNX_OPSET_VERSION)
+            paths["onnx opset 11"] = path
         if arch in SCRIPTED:
             export_scripting(model, str(root / f"{i}.scripted.ts"))
             postprocess = not isinstance(model, GeneralizedRCNN)
@@ -164,6 +168,11 @@ def _check(detections, eager, name="trace"):
 @pytest.mark.parametrize("kind", ["traced", "onnx"])
 def test_traced_artifact_matches_eager_without_gn_det(exported, arch, kind):
     detections, eager, _ = exported["results"][(arch, kind)]
+    _check(detections, eager)
+
+
+def test_retinanet_onnx_at_detectron2s_opset_11_matches_eager_without_gn_det(exported):
+    detections, eager, _ = exported["results"][("RetinaNet", "onnx opset 11")]
     _check(detections, eager)
 
 
