@@ -93,7 +93,7 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--dataset-name",
         default="",
-        help="without --sample-image: take images from this registered dataset " "(default DATASETS.TEST[0])",
+        help="without --sample-image: take images from this registered dataset (default DATASETS.TEST[0])",
     )
     parser.add_argument("--num-images", type=int, default=4, help="images taken from the dataset")
     parser.add_argument("--repeats", type=int, default=3, help="timing passes over the images")
