@@ -85,10 +85,11 @@ def argument_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--sample-image",
-        nargs="*",
+        action="append",
         default=[],
         metavar="IMAGE",
-        help="image file(s): the first is traced, all are verified",
+        # repeatable, one file each: a list would also swallow the trailing KEY VALUE overrides
+        help="image file (repeatable): the first is traced, all are verified",
     )
     parser.add_argument(
         "--dataset-name",
