@@ -81,8 +81,12 @@ setup(
         # detectron2.model_zoo imports pkg_resources, which setuptools 81+ no longer ships.
         "setuptools<81",
     ],
-    # pytest-xdist: scripts/test.sh runs the suite on every core (`-n auto`).
-    extras_require={"test": ["pytest>=7", "pytest-xdist>=3"]},
+    extras_require={
+        # pytest-xdist: scripts/test.sh runs the suite on every core (`-n auto`).
+        "test": ["pytest>=7", "pytest-xdist>=3"],
+        # onnxruntime runs exported ONNX models (tools/export_model.py verifies with it).
+        "export": ["onnx", "onnxruntime"],
+    },
     ext_modules=_EXT_MODULES,
     cmdclass=_CMDCLASS,
 )

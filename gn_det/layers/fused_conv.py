@@ -52,6 +52,26 @@ class FusedGNActConv2d(Conv2d):
         return self.weight
 
     def forward(self, x):
+        # TorchScript compiles only the branch that scripting takes (``is_scripting`` is a
+        # compile-time constant there), so the Python-only fused path never reaches the compiler.
+        if torch.jit.is_scripting():
+            return self._standard_forward(x)
+        else:
+            return self._fused_forward(x)
+
+    def _standard_forward(self, x):
+        """Detectron2 ``Conv2d``'s own forward (``nn.GroupNorm``, then the activation): what a
+        scripted model runs."""
+        x = F.conv2d(x, self._conv_weight(), self.bias, self.stride, self.padding, self.dilation, self.groups)
+        if self.norm is not None:
+            x = self.norm(x)
+        if self.activation is not None:
+            x = self.activation(x)
+        return x
+
+    @torch.jit.unused
+    def _fused_forward(self, x):
+        # Under tracing and export group_norm_act writes torch's own group_norm (+ relu).
         x = F.conv2d(x, self._conv_weight(), self.bias, self.stride, self.padding, self.dilation, self.groups)
         norm = self.norm
         return group_norm_act(

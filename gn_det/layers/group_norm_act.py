@@ -28,6 +28,7 @@ __all__ = [
     "group_norm_act",
     "cpu_kernels_available",
     "triton_available",
+    "standard_ops_only",
 ]
 
 ACTIVATIONS = ("relu", "identity")
@@ -83,6 +84,14 @@ def _register_fake_kernels():
         dw = weight.new_empty(weight.shape) if needs[1] else None
         db = bias.new_empty(bias.shape) if needs[2] else None
         return dx, dw, db
+
+
+def standard_ops_only() -> bool:
+    """Whether the current forward is being recorded for deployment (``torch.jit.trace``,
+    ``torch.onnx.export``, ``torch.export``): then the fused op is written as PyTorch's own
+    ``group_norm`` (+ ``relu``), so the artifact holds only standard ops and runs without gn_det.
+    Eager training and ``torch.compile`` keep the fused kernels; the check costs two flag reads."""
+    return torch.jit.is_tracing() or torch.compiler.is_exporting()
 
 
 # Loaded at import, not on first use: torch.compile cannot trace the fake-kernel registration.
@@ -404,6 +413,9 @@ def group_norm_act(
         (N, C, *) tensor with ``x``'s dtype and layout. When autograd records it, it carries the
         recompute recipe that ``gn_det.layers.recompute`` scopes use.
     """
+    if standard_ops_only():  # F.group_norm checks its arguments itself
+        y = torch.nn.functional.group_norm(x, num_groups, weight, bias, eps)
+        return torch.relu(y) if activation == "relu" else y
     where = f" in {where}" if where else ""
     _check(x, weight, bias, num_groups, activation, where)
     chosen = _select_backend(x, backend)

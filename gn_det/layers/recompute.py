@@ -13,14 +13,17 @@ scope opens (``torch.autograd.graph.save_on_cpu``, activation checkpointing) sti
 tensor the scope does not replace by a recipe.
 """
 
+import copy
+import functools
 import threading
+from collections import OrderedDict
 
 import torch
 from torch import nn
 
 from .group_norm_act import RECIPE_ATTR
 
-__all__ = ["recompute_scope", "install_recompute_scope", "has_recompute_scope"]
+__all__ = ["recompute_scope", "install_recompute_scope", "has_recompute_scope", "remove_recompute_scope"]
 
 
 class _Plain:
@@ -110,7 +113,12 @@ def _top_hooks():
 
 
 def _can_open() -> bool:
-    if not torch.is_grad_enabled() or torch.jit.is_tracing() or torch.compiler.is_compiling():
+    if (
+        not torch.is_grad_enabled()
+        or torch.jit.is_tracing()
+        or torch.compiler.is_compiling()
+        or torch.compiler.is_exporting()
+    ):
         return False
     enabled = getattr(torch._C._autograd, "_saved_tensors_hooks_is_enabled", None)
     return enabled is None or enabled()
@@ -173,4 +181,33 @@ def install_recompute_scope(module: nn.Module) -> nn.Module:
     if not has_recompute_scope(module):
         module.register_forward_pre_hook(_enter_scope)
         module.register_forward_hook(_exit_scope, always_call=True)
+        # torch.jit.script compiles every forward hook, and these are Python-only: scripting
+        # (Detectron2's scripting_with_instances included) gets a copy without them.
+        module.__prepare_scriptable__ = functools.partial(_prepare_scriptable, module)
+    return module
+
+
+def _prepare_scriptable(module: nn.Module) -> nn.Module:
+    """What ``torch.jit.script`` compiles instead of ``module``: the class's own
+    ``__prepare_scriptable__`` result (Detectron2 gives ResNet and FPN one) or a shallow copy,
+    without the recompute scope, which only saves training memory."""
+    own = getattr(type(module), "__prepare_scriptable__", None)
+    prepared = own(module) if own is not None else module
+    if prepared is module:
+        prepared = copy.copy(module)
+    for name in ("_forward_pre_hooks", "_forward_hooks", "_forward_hooks_always_called"):
+        setattr(prepared, name, OrderedDict(getattr(prepared, name)))  # the copy's own dicts
+    return remove_recompute_scope(prepared)
+
+
+def remove_recompute_scope(module: nn.Module) -> nn.Module:
+    """Undo ``install_recompute_scope`` on ``module`` (idempotent). Returns ``module``.
+
+    The export step removes the scopes (an inference model has nothing to recompute).
+    """
+    for hooks, hook in ((module._forward_pre_hooks, _enter_scope), (module._forward_hooks, _exit_scope)):
+        for handle_id in [k for k, v in hooks.items() if v is hook]:
+            del hooks[handle_id]
+            module._forward_hooks_always_called.pop(handle_id, None)
+    module.__dict__.pop("__prepare_scriptable__", None)
     return module
