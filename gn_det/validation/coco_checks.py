@@ -27,7 +27,7 @@ from PIL import UnidentifiedImageError
 from ..data.formats.common import SOURCES_KEY, WARNINGS_KEY
 from ..data.image_size import read_image_size
 from .annotation_checks import annotation_findings
-from .dataset_warnings import dataset_warnings
+from .dataset_warnings import _hashable, _is_int, dataset_warnings
 from .policy import BORDER_TOLERANCE_PX, WARNINGS
 from .report import ValidationReport
 
@@ -59,18 +59,6 @@ class CocoCheckResult:
     @property
     def ok(self) -> bool:
         return self.report.ok
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _hashable(v) -> bool:
-    try:
-        hash(v)
-    except TypeError:
-        return False
-    return True
 
 
 def _missing_image_hint(file_name: str, image_root: str) -> str:
