@@ -29,6 +29,14 @@ THIRD_PARTY_WARNINGS: List[Tuple[type, str, str]] = [
      "Detectron2 scripts some of its layers at import"),
     (UserWarning, r"pkg_resources is deprecated",
      "detectron2.model_zoo imports pkg_resources (hence setuptools<81)"),
+    (DeprecationWarning, r"`torch\.jit\.(trace|trace_method|save|load)` is deprecated",
+     "Detectron2's export paths (TracingAdapter + torch.jit.trace, scripting_with_instances) "
+     "write TorchScript, which is what LibTorch deployments load; torch 2.13 marks it deprecated"),
+    (DeprecationWarning, r"The feature will be removed\. Please remove usage of this function",
+     "torch.onnx's TorchScript-based exporter calls its own deprecated setup_onnx_logging"),
+    (UserWarning, r"Exporting aten..index operator of advanced indexing in opset",
+     "torch.onnx, for Detectron2's box/mask indexing; tools/export_model.py verifies the "
+     "onnxruntime outputs against the eager model, so a wrong graph fails loudly there"),
 ]
 
 
