@@ -54,7 +54,10 @@ def _cpu_kernel_extension():
     ext = CppExtension(
         "gn_det._C",
         ["gn_det/csrc/group_norm_act_cpu.cpp"],
-        extra_compile_args=["-O3", "-fopenmp-simd"],
+        # -fopenmp: at::parallel_for (ATen/Parallel-inl.h) is inline and runs serially unless the
+        # extension itself is compiled with OpenMP; -fopenmp-simd alone left the kernels on one thread.
+        extra_compile_args=["-O3", "-fopenmp"],
+        extra_link_args=["-fopenmp"],
     )
     return [ext], {"build_ext": OptionalBuildExtension}
 

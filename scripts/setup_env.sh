@@ -109,7 +109,7 @@ kernels_current() {
   if [ -z "$so" ]; then
     ! command -v "${CXX:-c++}" >/dev/null 2>&1
   else
-    [ -z "$(find "$REPO/gn_det/csrc" -newer "$so" -type f)" ]
+    [ -z "$(find "$REPO/gn_det/csrc" "$REPO/setup.py" -newer "$so" -type f)" ]
   fi
 }
 

@@ -249,3 +249,38 @@ def test_cpu_backend_writes_the_input_gradient_over_the_handed_over_output():
     del recomputed
     (dx,) = torch.autograd.grad(y, x, torch.randn_like(y))
     assert dx.data_ptr() == ptr
+
+
+def _cpu_results_with_threads(threads, x, weight, bias, dy):
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        x = x.detach().requires_grad_()
+        w, b = weight.detach().requires_grad_(), bias.detach().requires_grad_()
+        y = group_norm_act(x, w, b, 8, activation="relu", backend="cpu")
+        recomputed = getattr(y, "_gn_det_group_norm_act").recompute()
+        grads = torch.autograd.grad(y, (x, w, b), dy)
+        return (y.detach(), recomputed) + grads
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_cpu_kernels_split_over_threads_give_the_one_thread_results_bit_for_bit():
+    # The suite runs torch on one thread; the kernels' at::parallel_for only splits work when the
+    # extension is built with OpenMP (setup.py), so run them on two threads here. Each (sample,
+    # group) block is computed whole by one thread, so the split cannot change a single bit.
+    x, weight, bias = _inputs((4, 64, 24, 20), shift=1.5)
+    dy = torch.randn_like(x)
+    one = _cpu_results_with_threads(1, x, weight, bias, dy)
+    two = _cpu_results_with_threads(2, x, weight, bias, dy)
+    for name, a, b in zip(["y", "recomputed", "dx", "dweight", "dbias"], one, two):
+        assert torch.equal(a, b), name
+
+
+def test_cpu_kernels_are_linked_with_openmp():
+    # Without -fopenmp the library needs no libgomp and its at::parallel_for runs serially (the
+    # kernels stayed on one thread at 2 torch threads: docs/results/2026-12-02_fused_freeze0.md).
+    import gn_det._C as kernels
+
+    with open(kernels.__file__, "rb") as library:
+        assert b"libgomp.so" in library.read(), "gn_det._C was built without -fopenmp"
