@@ -6,10 +6,13 @@ to pytest's filters (tests/conftest.py); gn_det's tools install them in every pr
 (``gn_det.engine.setup``). Plain ``import gn_det`` changes no warning filter of the caller's.
 A warning from gn_det's own code is never listed here: it is fixed instead.
 """
+import logging
 import warnings
 from typing import List, Tuple
 
-__all__ = ["THIRD_PARTY_WARNINGS", "ignore_third_party_warnings", "pytest_filter_lines"]
+__all__ = [
+    "THIRD_PARTY_WARNINGS", "THIRD_PARTY_LOG_WARNINGS", "ignore_third_party_warnings", "pytest_filter_lines",
+]
 
 # (category, start of the message (a regex, as warnings.filterwarnings takes it; no ":", which
 # pytest's filter lines use as a separator), who and why)
@@ -40,10 +43,31 @@ THIRD_PARTY_WARNINGS: List[Tuple[type, str, str]] = [
 ]
 
 
+# Warnings that arrive as log records instead: (logger, start of the message, who and why).
+THIRD_PARTY_LOG_WARNINGS: List[Tuple[str, str, str]] = [
+    ("torch.fx._symbolic_trace", "is_fx_tracing will return true for both",
+     "Detectron2's ROIPooler asks torch.fx's is_fx_tracing(), which torch 2.13 logs about once"),
+]
+
+
+class _DropListedLogRecords(logging.Filter):
+    def __init__(self, prefixes):
+        super().__init__()
+        self.prefixes = tuple(prefixes)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefixes)
+
+
 def ignore_third_party_warnings() -> None:
-    """Silence the listed warnings in this process (idempotent)."""
+    """Silence the listed warnings and log records in this process (idempotent)."""
     for category, message, _why in THIRD_PARTY_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=category)
+    for name, prefix, _why in THIRD_PARTY_LOG_WARNINGS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropListedLogRecords) for f in logger.filters):
+            logger.addFilter(_DropListedLogRecords(
+                [p for n, p, _ in THIRD_PARTY_LOG_WARNINGS if n == name]))
 
 
 def pytest_filter_lines() -> List[str]:

@@ -3,7 +3,14 @@ import subprocess
 import sys
 import warnings
 
-from gn_det.third_party_warnings import THIRD_PARTY_WARNINGS, ignore_third_party_warnings, pytest_filter_lines
+import logging
+
+from gn_det.third_party_warnings import (
+    THIRD_PARTY_LOG_WARNINGS,
+    THIRD_PARTY_WARNINGS,
+    ignore_third_party_warnings,
+    pytest_filter_lines,
+)
 
 
 def test_listed_warnings_are_silenced_and_others_are_not():
@@ -31,3 +38,30 @@ def test_importing_gn_det_changes_no_warning_filter():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+class _Collect(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def test_detectron2s_is_fx_tracing_log_line_is_dropped_and_other_records_are_not():
+    # Detectron2's ROIPooler calls torch.fx's is_fx_tracing(), which logs a warning once per
+    # process; the same logger's other records still come through.
+    name, prefix, _ = THIRD_PARTY_LOG_WARNINGS[0]
+    ignore_third_party_warnings()
+    ignore_third_party_warnings()  # idempotent: one filter
+    logger = logging.getLogger(name)
+    assert len(logger.filters) == 1
+    collect = _Collect()  # on the logger itself: torch's loggers may not propagate to the root
+    logger.addHandler(collect)
+    try:
+        logger.warning(prefix + " fx.symbolic_trace and torch.export.")
+        logger.warning("another torch.fx warning")
+    finally:
+        logger.removeHandler(collect)
+    assert collect.messages == ["another torch.fx warning"]
