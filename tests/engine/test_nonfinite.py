@@ -1,6 +1,7 @@
 """Non-finite losses stop training with the iteration and the loss terms named, before the
 optimizer step, and the last good checkpoint stays the one last_checkpoint names."""
 
+import logging
 import os
 import socket
 
@@ -193,8 +194,16 @@ def test_detectron2_divergence_errors_are_reported_with_the_last_good_checkpoint
     trainer.register_hooks(
         [NonFiniteLossHook(checkpointer), hooks.PeriodicCheckpointer(checkpointer, 2)]
     )
-    with pytest.raises(FloatingPointError, match="Training has diverged"):
-        trainer.train(0, 10)
+    # The hook logs to "gn_det.engine.hooks". An in-process run earlier in this worker may have
+    # called Detectron2's setup_logger(name="gn_det"), which stops propagation to the root logger
+    # that caplog listens on: listen on the hook's own logger.
+    hook_logger = logging.getLogger("gn_det.engine.hooks")
+    hook_logger.addHandler(caplog.handler)
+    try:
+        with pytest.raises(FloatingPointError, match="Training has diverged"):
+            trainer.train(0, 10)
+    finally:
+        hook_logger.removeHandler(caplog.handler)
     assert (
         f"Training diverged at iteration 5 (Predicted boxes or scores contain Inf/NaN. Training has "
         f"diverged.). The last good checkpoint is kept: {tmp_path / 'model_0000003.pth'}"
