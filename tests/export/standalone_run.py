@@ -4,7 +4,9 @@ Started by the export tests as ``python -I -S standalone_run.py JOBS.json``: ``-
 site-packages' ``.pth`` files, which is where the editable installs of gn_det and Detectron2
 live, and ``-I`` ignores PYTHONPATH and the script's directory. The site-packages directories
 named in the job file are then put back on ``sys.path`` by hand, so torch, torchvision (its
-``nms``/``roi_align`` ops) and onnxruntime import, and gn_det does not.
+``nms``/``roi_align`` ops) and onnxruntime import, and gn_det does not. A regular (not
+editable) install of Detectron2 or gn_det sits in site-packages itself, so both are also refused
+by an import hook: the deployment target has neither.
 
 Job file: {"site_packages": [...], "jobs": [{"path", "kind": "traced"|"scripted"|"onnx",
 "inputs": [image .pt files], "outputs": [result .pt files]}]}. Writes {"gn_det_importable": bool,
@@ -13,6 +15,17 @@ Job file: {"site_packages": [...], "jobs": [{"path", "kind": "traced"|"scripted"
 
 import json
 import sys
+
+
+class _Refuse:
+    """A meta path finder that makes ``import gn_det`` / ``import detectron2`` fail."""
+
+    REFUSED = ("gn_det", "detectron2")
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in self.REFUSED:
+            raise ImportError(f"{name} is not available where exported models are deployed")
+        return None
 
 
 def _importable(name: str) -> bool:
@@ -27,6 +40,7 @@ def main(job_file: str) -> None:
     with open(job_file) as f:
         spec = json.load(f)
     sys.path.extend(spec["site_packages"])
+    sys.meta_path.insert(0, _Refuse())
     env = {"gn_det_importable": _importable("gn_det"), "detectron2_importable": _importable("detectron2")}
     with open(job_file + ".env.json", "w") as f:
         json.dump(env, f)
