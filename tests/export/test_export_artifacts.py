@@ -5,18 +5,20 @@ All artifacts are exported once (module fixture) and run in one gn_det-free subp
 """
 
 import copy
-from typing import Dict, List, Tuple
 
 import onnx
 import pytest
 import torch
 from detectron2.export import STABLE_ONNX_OPSET_VERSION, TracingAdapter, scripting_with_instances
-from detectron2.structures import Boxes
-from torch import Tensor, nn
 
 from export_helpers import ARCHITECTURES, build_eval_model, image, run_without_gn_det
 from detectron2.modeling import GeneralizedRCNN
 
+# The "direct" artifacts go through Detectron2's own export path on the model as trained (no
+# standard_model conversion), with the adapter and field list gn_det's exporters hand to it.
+from gn_det.export.exporters import _SCRIPTED_FIELDS as FIELDS
+from gn_det.export.exporters import _rcnn_inference
+from gn_det.export.exporters import _ScriptableRCNN as _DictOutputs
 from gn_det.export import (
     TOLERANCES,
     detections_of,
@@ -33,30 +35,6 @@ TRACE_SIZE = (96, 96)
 OTHER_SIZE = (64, 128)  # Detectron2's tracing caveat: a trace is run on another image size
 SCRIPTED = ("GN fused", "GN+WS", "R50-C4", "RetinaNet")
 DIRECT = ("GN fused", "GN+WS")  # Detectron2's own export paths on the model as trained
-
-
-class _DictOutputs(nn.Module):
-    # Detectron2's export_model.py adapter: dicts, not Instances, so the file loads elsewhere.
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, inputs: Tuple[Dict[str, Tensor]]) -> List[Dict[str, Tensor]]:
-        return [i.get_fields() for i in self.model.inference(inputs, do_postprocess=False)]
-
-
-FIELDS = {
-    "proposal_boxes": Boxes,
-    "objectness_logits": Tensor,
-    "pred_boxes": Boxes,
-    "scores": Tensor,
-    "pred_classes": Tensor,
-    "pred_masks": Tensor,
-}
-
-
-def _rcnn_inference(model, inputs):
-    return [{"instances": model.inference(inputs, do_postprocess=False)[0]}]
 
 
 def _eager(model, im):
