@@ -42,6 +42,9 @@ def _add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--freeze-at", nargs="+", type=int,
                    help="MODEL.BACKBONE.FREEZE_AT of the rows, each a set of rows (default 2; "
                         "0 trains the stem and res2, whose GN layers see the largest tensors)")
+    p.add_argument("--arch", choices=("R50-FPN", "R18-FPN"),
+                   help="the model of every variant: R50-FPN (default) or the embedded R18-FPN "
+                        "(configs/Synthetic' widths: ResNet-18, FPN and heads 64 wide)")
     p.add_argument("--warmup", type=int, help="warm-up repeats, discarded")
     p.add_argument("--repeats", type=int, help="measured repeats (medians, min, max)")
     p.add_argument("--threads", type=int,
@@ -86,7 +89,7 @@ def _run_model(args) -> int:
             main_images_per_batch=args.main_ims, warmup=args.warmup, repeats=args.repeats,
             threads=args.threads, seed=args.seed, layer_image_size=args.layer_size,
             layer_repeats=args.layer_repeats,
-            freeze_at=tuple(args.freeze_at) if args.freeze_at else None,
+            freeze_at=tuple(args.freeze_at) if args.freeze_at else None, arch=args.arch,
             memory=False if args.no_memory else None, layers=False if args.no_layers else None,
         )
     except (ValueError, KeyError) as e:
@@ -128,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="{model,layers,validation}")
     model = sub.add_parser("model", help="whole-model benchmark (the default)",
-                           description="Mask R-CNN R50-FPN: (a) BN*, (b) Detectron2 GN, (c) gn_det GN, "
+                           description="Mask R-CNN R50-FPN (or --arch R18-FPN): (a) BN*, (b) Detectron2 GN, (c) gn_det GN, "
                                        "(d) gn_det GN+WS, side by side; Markdown tables and JSON.")
     _add_model_arguments(model)
     model.set_defaults(func=_run_model)

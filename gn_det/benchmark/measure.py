@@ -130,16 +130,16 @@ def measure_peak_memory(
 
 
 def model_memory(meter: PeakMemory, variant: str, spec: Dict, mode: str, device: str, steps: int,
-                 seed: int, freeze_at: int = 2) -> Dict:
+                 seed: int, freeze_at: int = 2, arch: str = "R50-FPN") -> Dict:
     """The fresh-process target of ``run_memory_measurement``."""
     spec = WorkloadSpec(**spec)
     workload = make_workload(spec)  # before the meter starts: the inputs are not the model's memory
-    cfg = build_variant_cfg(variant, spec, device, freeze_at=freeze_at)
+    cfg = build_variant_cfg(variant, spec, device, freeze_at=freeze_at, arch=arch)
     return measure_peak_memory(cfg, workload, mode, steps, seed, meter)
 
 
 def run_memory_measurement(variant: str, spec: WorkloadSpec, mode: str, device: str, steps: int,
-                           seed: int, threads: int, freeze_at: int = 2,
+                           seed: int, threads: int, freeze_at: int = 2, arch: str = "R50-FPN",
                            timeout_s: float = 3600.0) -> Dict:
     """``measure_peak_memory`` of a variant in a fresh process; its result dict.
 
@@ -148,10 +148,10 @@ def run_memory_measurement(variant: str, spec: WorkloadSpec, mode: str, device: 
     return measure_in_fresh_process(
         "gn_det.benchmark.measure:model_memory",
         dict(variant=variant, spec=dataclasses.asdict(spec), mode=mode, device=device,
-             steps=steps, seed=seed, freeze_at=freeze_at),
+             steps=steps, seed=seed, freeze_at=freeze_at, arch=arch),
         device=device,
         threads=threads,
-        what=f"variant ({variant}) {mode} at {spec.height}x{spec.width}, "
+        what=f"variant ({variant}) {arch} {mode} at {spec.height}x{spec.width}, "
              f"{spec.images_per_batch} image(s)",
         timeout_s=timeout_s,
     )

@@ -97,7 +97,7 @@ def _main_section(result: Dict) -> List[str]:
     with_ratio = "to_a" in main["ratios"]
     h, w = main["image_size"]
     lines = [
-        f"### Mask R-CNN R50-FPN 4conv1fc: {h}x{w} images, {main['images_per_batch']} per batch, "
+        f"### Mask R-CNN {result['settings'].get('arch', 'R50-FPN')} 4conv1fc: {h}x{w} images, {main['images_per_batch']} per batch, "
         f"FREEZE_AT {_freeze_at(main)}",
         "",
         f"{dev['name']} ({dev['type']}, {dev['threads']} threads), {result['started']}; torch "
@@ -157,7 +157,7 @@ def _layer_section(result: Dict) -> List[str]:
         rows.append(cells)
     t = layers["totals_ms"]
     lines = [
-        "### GN+ReLU layers on R50-FPN Mask R-CNN's shapes",
+        f"### GN+ReLU layers on {src.get('arch', 'R50-FPN')} Mask R-CNN's shapes",
         "",
         f"Shapes recorded from variant ({src['variant']}) at {src['image_size'][0]}x"
         f"{src['image_size'][1]}, {src['images_per_batch']} images per batch (train: "

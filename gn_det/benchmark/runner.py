@@ -20,7 +20,7 @@ from detectron2.utils.events import EventStorage
 from .layer_bench import collect_gn_shapes, run_layer_benchmark
 from .measure import BenchmarkedModel, run_memory_measurement
 from .timing import interleaved, paired_ratio, rotated, summarize
-from .variants import VARIANTS, build_variant_cfg, check_variant_available
+from .variants import ARCHITECTURES, VARIANTS, build_variant_cfg, check_variant_available
 from .workload import WorkloadSpec, make_workload
 
 __all__ = [
@@ -70,6 +70,7 @@ class BenchmarkSettings:
     layer_images_per_batch: int = 2
     layer_repeats: int = 5
     freeze_at: Tuple[int, ...] = (2,)
+    arch: str = "R50-FPN"  # a key of variants.ARCHITECTURES, the same for every variant
     quick: bool = False
 
     @classmethod
@@ -120,6 +121,8 @@ class BenchmarkSettings:
             raise ValueError(
                 f"freeze_at must be distinct MODEL.BACKBONE.FREEZE_AT values 0..5, got {list(self.freeze_at)}."
             )
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"arch must be one of {', '.join(ARCHITECTURES)}, got {self.arch!r}.")
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}.")
         for spec in self.row_specs():
@@ -192,9 +195,10 @@ def _time_rows(settings: BenchmarkSettings, rows: List[Tuple[int, WorkloadSpec]]
     keys = list(settings.variants)
     timings: Dict[int, Dict] = {}
     for freeze_at in settings.freeze_at:
-        log(f"building {len(keys)} models on {device}, FREEZE_AT {freeze_at}: "
+        log(f"building {len(keys)} {settings.arch} models on {device}, FREEZE_AT {freeze_at}: "
             + ", ".join(f"({k}) {VARIANTS[k].name}" for k in keys))
-        models = {k: BenchmarkedModel(build_variant_cfg(k, rows[0][1], settings.device, freeze_at),
+        models = {k: BenchmarkedModel(build_variant_cfg(k, rows[0][1], settings.device, freeze_at,
+                                                        settings.arch),
                                       seed=settings.seed) for k in keys}
         try:
             for row, (row_freeze_at, spec) in enumerate(rows):
@@ -248,7 +252,8 @@ def _measure_memory(settings: BenchmarkSettings, rows: List[Tuple[int, WorkloadS
                 ("inference", settings.memory_inference_steps, "inference_peak_memory_mib"),
             ):
                 result = run_memory_measurement(k, spec, mode, settings.device, steps,
-                                                settings.seed, settings.threads, freeze_at)
+                                                settings.seed, settings.threads, freeze_at,
+                                                settings.arch)
                 mib = result["peak_growth_bytes"] / _MIB
                 out[row][k][metric] = summarize([mib])
                 out[row][k]["memory_method"] = result["method"]
@@ -301,7 +306,8 @@ def _layer_section(settings: BenchmarkSettings, log) -> Dict:
     spec = settings.spec(settings.layer_image_size, settings.layer_images_per_batch)
     log(f"layer benchmark: recording GN shapes of ({gn_keys[0]}) at {spec.height}x{spec.width}, "
         f"{spec.images_per_batch} images")
-    bench = BenchmarkedModel(build_variant_cfg(gn_keys[0], spec, settings.device), seed=settings.seed)
+    bench = BenchmarkedModel(build_variant_cfg(gn_keys[0], spec, settings.device, arch=settings.arch),
+                             seed=settings.seed)
     try:
         bench.set_workload(make_workload(spec))
         shapes = collect_gn_shapes(bench)
@@ -310,7 +316,8 @@ def _layer_section(settings: BenchmarkSettings, log) -> Dict:
         del bench
         gc.collect()
     section = run_layer_benchmark(shapes, torch.device(settings.device), settings.layer_repeats, log=log)
-    section["shapes_from"] = {"variant": gn_keys[0], "image_size": [spec.height, spec.width],
+    section["shapes_from"] = {"variant": gn_keys[0], "arch": settings.arch,
+                              "image_size": [spec.height, spec.width],
                               "images_per_batch": spec.images_per_batch}
     return section
 
@@ -346,6 +353,7 @@ def run_benchmark(settings: BenchmarkSettings, log: Callable[[str], None] = prin
             "image_size": [spec.height, spec.width],
             "images_per_batch": spec.images_per_batch,
             "freeze_at": freeze_at,
+            "arch": settings.arch,
             "main": settings.is_main(spec, freeze_at),
             "results": results,
             "ratios": compute_ratios(results, keys),
@@ -368,19 +376,20 @@ def run_benchmark(settings: BenchmarkSettings, log: Callable[[str], None] = prin
             "mask_head_inference": "runs on the fixed detections (FixedDetectionsROIHeads)",
             "optimizer": "detectron2.solver.build_optimizer: SGD momentum 0.9, weight decay 1e-4, LR 0",
         },
-        "variants": {k: _variant_summary(k, specs[0], settings.device) for k in keys},
+        "variants": {k: _variant_summary(k, specs[0], settings.device, settings.arch) for k in keys},
         "metrics": {m: unit for m, unit in METRICS},
         "rows": rows,
         "layers": layers,
     }
 
 
-def _variant_summary(key: str, spec: WorkloadSpec, device: str) -> Dict:
-    """Name, description, overrides, and the resolved MODEL.GN node (which GN options, e.g. a
-    fused path's switch, were in effect)."""
-    cfg = build_variant_cfg(key, spec, device)
+def _variant_summary(key: str, spec: WorkloadSpec, device: str, arch: str) -> Dict:
+    """Name, description, overrides (the architecture's included), and the resolved MODEL.GN
+    node (which GN options, e.g. a fused path's switch, were in effect)."""
+    cfg = build_variant_cfg(key, spec, device, arch=arch)
     return {"name": VARIANTS[key].name, "description": VARIANTS[key].description,
-            "config": VARIANTS[key].config_dict(), "gn_config": _plain(cfg.MODEL.GN)}
+            "config": {**dict(ARCHITECTURES[arch]), **VARIANTS[key].config_dict()},
+            "gn_config": _plain(cfg.MODEL.GN)}
 
 
 def _plain(node):

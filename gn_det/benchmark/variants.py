@@ -1,9 +1,11 @@
-"""The benchmarked models: one Mask R-CNN R50-FPN with a 4conv1fc box head, four ways to normalize.
+"""The benchmarked models: one Mask R-CNN with a 4conv1fc box head, four ways to normalize.
 
 Everything but normalization is the same in every variant (config keys in ``COMMON_OVERRIDES``):
 ResNet-50 with the stride in the 3x3 conv (``STRIDE_IN_1X1: False``, as Detectron2's GN configs),
 stem and res2 frozen (``FREEZE_AT: 2``, Detectron2's default), FPN, Detectron2's RPN head
-(no norm), box head 4 convs + 1 fc, mask head 4 convs, random initialization.
+(no norm), box head 4 convs + 1 fc, mask head 4 convs, random initialization. The architecture
+can instead be the embedded R18-FPN (``ARCHITECTURES``): the widths of
+``configs/Synthetic/Base-Shapes-RCNN-FPN.yaml``, the small model of the CPU main job.
 """
 from dataclasses import dataclass
 from typing import Dict, Tuple
@@ -26,6 +28,7 @@ __all__ = [
     "VARIANTS",
     "COMMON_OVERRIDES",
     "BASE_CONFIG",
+    "ARCHITECTURES",
     "check_variant_available",
     "build_variant_cfg",
 ]
@@ -48,6 +51,21 @@ COMMON_OVERRIDES: Tuple[Tuple[str, object], ...] = (
     # at every step (and an untrained model fed one batch cannot diverge).
     ("SOLVER.BASE_LR", 0.0),
 )
+
+# The model sizes a benchmark can run; every variant gets the same one. "R18-FPN" is the embedded
+# model's (configs/Synthetic/Base-Shapes-RCNN-FPN.yaml; a test keeps the two the same): ResNet-18
+# (basic blocks, so res2 has 64 channels), FPN and heads 64 wide, a 256-wide box fc.
+ARCHITECTURES: Dict[str, Tuple[Tuple[str, object], ...]] = {
+    "R50-FPN": (),
+    "R18-FPN": (
+        ("MODEL.RESNETS.DEPTH", 18),
+        ("MODEL.RESNETS.RES2_OUT_CHANNELS", 64),
+        ("MODEL.FPN.OUT_CHANNELS", 64),
+        ("MODEL.ROI_BOX_HEAD.CONV_DIM", 64),
+        ("MODEL.ROI_BOX_HEAD.FC_DIM", 256),
+        ("MODEL.ROI_MASK_HEAD.CONV_DIM", 64),
+    ),
+}
 
 _D2_NAMES = (
     ("MODEL.BACKBONE.NAME", "build_resnet_fpn_backbone"),
@@ -147,17 +165,20 @@ def check_variant_available(key: str) -> None:
 
 
 def build_variant_cfg(
-    key: str, spec: WorkloadSpec, device: str = "cpu", freeze_at: int = 2
+    key: str, spec: WorkloadSpec, device: str = "cpu", freeze_at: int = 2, arch: str = "R50-FPN"
 ) -> CfgNode:
     """The frozen Detectron2 config of variant ``key`` for the workload ``spec``.
 
     ``freeze_at``: ``MODEL.BACKBONE.FREEZE_AT`` (2, Detectron2's default, freezes the stem and
     res2, whose GN layers see the largest tensors; 0 trains every stage, as from scratch).
+    ``arch``: a key of ``ARCHITECTURES``.
 
-    Raises KeyError for an unknown key (listing the valid ones) or when the variant's registered
-    names are missing.
+    Raises KeyError for an unknown key or architecture (listing the valid ones) or when the
+    variant's registered names are missing.
     """
     check_variant_available(key)
+    if arch not in ARCHITECTURES:
+        raise KeyError(f"Unknown benchmark architecture {arch!r}; valid: {', '.join(ARCHITECTURES)}.")
     if isinstance(freeze_at, bool) or not isinstance(freeze_at, int) or not 0 <= freeze_at <= 5:
         raise ValueError(f"freeze_at must be an integer 0..5 (MODEL.BACKBONE.FREEZE_AT), got {freeze_at!r}.")
     variant = VARIANTS[key]
@@ -175,7 +196,7 @@ def build_variant_cfg(
         ("SOLVER.IMS_PER_BATCH", spec.images_per_batch),
         ("MODEL.BACKBONE.FREEZE_AT", freeze_at),
     )
-    for dotted, value in COMMON_OVERRIDES + variant.overrides + workload_keys:
+    for dotted, value in COMMON_OVERRIDES + ARCHITECTURES[arch] + variant.overrides + workload_keys:
         set_config_value(cfg, dotted, value, what="Benchmark override")
     cfg.freeze()
     return cfg

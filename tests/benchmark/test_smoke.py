@@ -13,7 +13,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 TOOL = os.path.join(ROOT, "tools", "benchmark.py")
 TINY_MODEL = ["--quick", "--device", "cpu", "--variants", "a", "c", "--sizes", "64x96", "--ims", "1",
               "--main-ims", "1", "--warmup", "0", "--repeats", "1", "--freeze-at", "0",
-              "--threads", "1", "--no-memory", "--layer-size", "64x96", "--layer-repeats", "1"]
+              "--threads", "1", "--arch", "R18-FPN", "--no-memory", "--layer-size", "64x96", "--layer-repeats", "1"]
 
 
 def _start(args):
@@ -78,6 +78,14 @@ def test_model_records_freeze_at_and_threads(runs):
     assert [r["freeze_at"] for r in result["rows"]] == [0]
     assert result["settings"]["freeze_at"] == [0]
     assert result["device"]["threads"] == result["settings"]["threads"] == 1
+
+
+@pytest.mark.slow
+def test_model_records_the_architecture(runs):
+    result = runs["model"]
+    assert result["settings"]["arch"] == "R18-FPN" and [r["arch"] for r in result["rows"]] == ["R18-FPN"]
+    assert result["variants"]["c"]["config"]["MODEL.RESNETS.DEPTH"] == 18
+    assert "### Mask R-CNN R18-FPN 4conv1fc" in runs["model_md"]
     assert result["variants"]["c"]["config"]["MODEL.RESNETS.NORM"] == "GN"
 
 

@@ -95,3 +95,34 @@ def test_variant_d_standardizes_exactly_the_normed_convs():
     normed = [m for m in d.modules() if isinstance(m, nn.Conv2d) and getattr(m, "norm", None) is not None]
     assert ws and len(ws) == len(normed) == len(_norm_modules(d))
     assert not isinstance(d.roi_heads.box_predictor, WSConv2d)
+
+
+def test_r18_fpn_has_the_embedded_models_widths():
+    from detectron2.config import get_cfg
+
+    from gn_det.benchmark.variants import ARCHITECTURES
+    from gn_det.config import add_gn_config
+
+    root = __file__.rsplit("/tests/", 1)[0]
+    embedded = get_cfg()
+    add_gn_config(embedded)
+    embedded.merge_from_file(f"{root}/configs/Synthetic/Base-Shapes-RCNN-FPN.yaml")
+    bench = _flat(build_variant_cfg("c", SPEC, arch="R18-FPN"))
+    expected = _flat(embedded)
+    assert {key: bench[key] for key, _ in ARCHITECTURES["R18-FPN"]} == {
+        key: expected[key] for key, _ in ARCHITECTURES["R18-FPN"]}
+    assert bench["MODEL.RESNETS.DEPTH"] == 18 and bench["MODEL.FPN.OUT_CHANNELS"] == 64
+
+
+def test_r18_fpn_variants_b_and_c_have_the_same_weights():
+    b = build_model(build_variant_cfg("b", SPEC, freeze_at=0, arch="R18-FPN"))
+    c = build_model(build_variant_cfg("c", SPEC, freeze_at=0, arch="R18-FPN"))
+    shapes_b = {k: tuple(v.shape) for k, v in b.state_dict().items()}
+    assert shapes_b == {k: tuple(v.shape) for k, v in c.state_dict().items()}
+    assert shapes_b["backbone.bottom_up.res2.0.conv1.weight"] == (64, 64, 3, 3)  # basic block
+    assert sum(1 for k in shapes_b if k.endswith("conv1.weight") and ".res" in k) == 8  # 2 per stage
+
+
+def test_unknown_architecture_lists_the_valid_ones():
+    with pytest.raises(KeyError, match="Unknown benchmark architecture 'R34-FPN'; valid: R50-FPN, R18-FPN"):
+        build_variant_cfg("b", SPEC, arch="R34-FPN")
