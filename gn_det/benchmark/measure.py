@@ -151,7 +151,7 @@ def run_memory_measurement(variant: str, spec: WorkloadSpec, mode: str, device: 
              steps=steps, seed=seed, freeze_at=freeze_at, arch=arch),
         device=device,
         threads=threads,
-        what=f"variant ({variant}) {arch} {mode} at {spec.height}x{spec.width}, "
+        what=f"variant ({variant}) {mode} ({arch}) at {spec.height}x{spec.width}, "
              f"{spec.images_per_batch} image(s)",
         timeout_s=timeout_s,
     )
