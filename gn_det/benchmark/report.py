@@ -86,6 +86,15 @@ def _paired_line(result: Dict, row: Dict) -> Optional[str]:
             "a drifting machine load cancels out of them): " + "; ".join(parts) + ".")
 
 
+def _allocator_note(dev: Dict) -> str:
+    env = dev.get("allocator_env")  # absent in results written before it was recorded
+    if env is None:
+        return ""
+    if not env:
+        return " Allocator: the C library's defaults."
+    return " Allocator settings: " + ", ".join(f"{k}={v}" for k, v in sorted(env.items())) + "."
+
+
 def _freeze_at(row: Dict) -> int:
     return row.get("freeze_at", 2)  # results written before the option froze stem and res2
 
@@ -103,7 +112,8 @@ def _main_section(result: Dict) -> List[str]:
         f"{dev['name']} ({dev['type']}, {dev['threads']} threads), {result['started']}; torch "
         f"{dev['torch']}, detectron2 {dev['detectron2']}. Medians of {s['repeats']} repeats after "
         f"{s['warmup']} warm-up, [min–max]; variants interleaved. Load average at start/end: "
-        f"{result['conditions']['load_average_start']} / {result['conditions']['load_average_end']}.",
+        f"{result['conditions']['load_average_start']} / {result['conditions']['load_average_end']}."
+        f"{_allocator_note(dev)}",
         "",
     ]
     table_rows = [[_variant_label(result, k)] + _row_cells(result, main, k) for k in keys]

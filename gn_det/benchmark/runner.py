@@ -30,6 +30,7 @@ __all__ = [
     "refresh_ratios",
     "METRICS",
     "SCHEMA",
+    "allocator_env",
 ]
 
 SCHEMA = "gn_det.benchmark/1"
@@ -153,9 +154,20 @@ class BenchmarkSettings:
                 and (freeze_at is None or freeze_at == self.freeze_at[0]))
 
 
+# Process-wide allocator settings change CPU timings by up to ~30 % (glibc re-faulting every
+# large activation each step, docs/results/2026-12-02_fused_matrix.md), so a row records them.
+ALLOCATOR_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_",
+                 "MALLOC_ARENA_MAX", "GLIBC_TUNABLES", "LD_PRELOAD")
+
+
+def allocator_env() -> Dict[str, str]:
+    """The allocator-related environment variables that are set (empty: glibc's defaults)."""
+    return {k: os.environ[k] for k in ALLOCATOR_ENV if os.environ.get(k)}
+
+
 def _device_info(device: torch.device, threads: int) -> Dict:
     info = {"type": device.type, "threads": threads, "torch": torch.__version__,
-            "platform": platform.platform()}
+            "platform": platform.platform(), "allocator_env": allocator_env()}
     import detectron2
 
     import gn_det

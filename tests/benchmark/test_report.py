@@ -77,3 +77,20 @@ def test_json_round_trip(tmp_path):
     path = tmp_path / "sub" / "result.json"
     write_json(_result(), str(path))
     assert read_json(str(path)) == _result()
+
+
+def test_markdown_names_the_allocator_settings():
+    result = _result()
+    result["device"]["allocator_env"] = {"MALLOC_TRIM_THRESHOLD_": "4294967296",
+                                         "MALLOC_MMAP_THRESHOLD_": "4294967296"}
+    md = format_markdown(result)
+    assert ("Allocator settings: MALLOC_MMAP_THRESHOLD_=4294967296, "
+            "MALLOC_TRIM_THRESHOLD_=4294967296.") in md
+
+
+def test_markdown_says_when_the_allocator_is_the_default():
+    result = _result()
+    result["device"]["allocator_env"] = {}
+    assert "Allocator: the C library's defaults." in format_markdown(result)
+    del result["device"]["allocator_env"]  # a result written before the field existed
+    assert "Allocator" not in format_markdown(result)
