@@ -277,6 +277,31 @@ def test_cpu_kernels_split_over_threads_give_the_one_thread_results_bit_for_bit(
         assert torch.equal(a, b), name
 
 
+def test_cpu_affine_gradients_split_over_threads_give_the_one_thread_results_bit_for_bit():
+    # Many RoIs: the affine gradients' loop over channels (a sum over N each) is split into tasks
+    # of max(1, 32768 // N) channels, here 27 of 64; each channel is still summed by one thread.
+    x, weight, bias = _inputs((1200, 64, 3, 3))
+    dy = torch.randn_like(x)
+    one = _cpu_results_with_threads(1, x, weight, bias, dy)
+    two = _cpu_results_with_threads(2, x, weight, bias, dy)
+    for name, a, b in zip(["dweight", "dbias"], one[3:], two[3:]):
+        assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize("needs", [(True, False, False), (False, True, False), (False, False, True), (False, True, True)])
+def test_cpu_backward_returns_exactly_the_gradients_asked_for(needs):
+    x, weight, bias = (t.detach() for t in _inputs((6, 64, 5, 7)))
+    dy = torch.randn_like(x)
+    y, mean, rstd = torch.ops.gn_det.group_norm_act_forward(x, weight, bias, 8, 1e-5, True)
+    full = torch.ops.gn_det.group_norm_act_backward(dy, x, weight, bias, mean, rstd, True, None, [True] * 3)
+    some = torch.ops.gn_det.group_norm_act_backward(dy, x, weight, bias, mean, rstd, True, None, list(needs))
+    for name, wanted, a, b in zip(["dx", "dweight", "dbias"], needs, full, some):
+        if wanted:
+            assert torch.equal(a, b), name
+        else:
+            assert b is None, name
+
+
 def test_cpu_kernels_are_linked_with_openmp():
     # Without -fopenmp the library needs no libgomp and its at::parallel_for runs serially (the
     # kernels stayed on one thread at 2 torch threads: docs/results/2026-12-02_fused_freeze0.md).
