@@ -4,7 +4,8 @@
         [--list docs/results/2026-12-06_real_datasets_list.json] [--data-root /work/data] \
         [--only NAME ...] [--no-gn-det-train] [--output FILE.json]
 
-For each dataset of the list (name, format, file, image_dir, relative to --data-root):
+For each dataset of the list (name, format, file, image_dir relative to --data-root; optional
+"opts", config overrides given to both sides, e.g. MODEL.MASK_ON False for a box-only set):
 
 (a) Detectron2 alone, on the same files:
   - COCO: ``register_coco_instances`` and ``DatasetCatalog.get`` (``load_coco_json``).
@@ -15,7 +16,8 @@ For each dataset of the list (name, format, file, image_dir, relative to --data-
   - ``get_detection_dataset_dicts``' filter (images with no non-crowd annotation are left out:
     DATALOADER.FILTER_EMPTY_ANNOTATIONS), then ``DatasetMapper(cfg, is_train=True)`` over every
     record with the Synthetic config's augmentations (resize to 160 px, flip; masks as bitmasks),
-    counting records that raise (by exception) and instances it drops (crowd; empty boxes).
+    counting records that raise (by exception) and instances it drops (crowd; empty box; empty
+    mask, which at 160 px includes polygons of a few pixels that rasterize to nothing).
   - One training step (forward, backward, SGD step) of the Synthetic GN R18-FPN Mask R-CNN with
     NUM_CLASSES from the dataset, on the first two mapped records, and on two records whose
     instances the mapper dropped (if any).
@@ -158,13 +160,13 @@ def d2_load(entry: dict, root: str, work: str):
 # ------------------------------------------------------- Detectron2 alone: mapper, one step
 
 
-def d2_cfg(num_classes: int):
+def d2_cfg(num_classes: int, opts=()):
     from detectron2.config import get_cfg
     from gn_det import add_gn_config
 
     cfg = add_gn_config(get_cfg())
     cfg.merge_from_file(CONFIG)
-    cfg.merge_from_list(SMALL + ["MODEL.ROI_HEADS.NUM_CLASSES", str(max(1, num_classes))])
+    cfg.merge_from_list(SMALL + ["MODEL.ROI_HEADS.NUM_CLASSES", str(max(1, num_classes))] + list(opts))
     return cfg
 
 
@@ -174,10 +176,24 @@ def d2_map(cfg, dicts):
     from detectron2.data.build import filter_images_with_only_crowd_annotations
 
     logging.getLogger("detectron2").setLevel(logging.WARNING)
+    from detectron2.data import detection_utils
+
     kept = filter_images_with_only_crowd_annotations(dicts) if cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS else dicts
     mapper = DatasetMapper(cfg, is_train=True)
     errors = collections.OrderedDict()
     counts = collections.Counter()
+    original = detection_utils.filter_empty_instances
+
+    def counting_filter(instances, *args, **kwargs):
+        # Why the mapper drops an instance: an empty box, or (box not empty) an empty mask, e.g.
+        # a polygon of a few pixels that rasterizes to nothing at the training size.
+        box_empty = ~instances.gt_boxes.nonempty()
+        counts["dropped_empty_box"] += int(box_empty.sum())
+        if instances.has("gt_masks"):
+            counts["dropped_empty_mask"] += int((~instances.gt_masks.nonempty() & ~box_empty).sum())
+        return original(instances, *args, **kwargs)
+
+    detection_utils.filter_empty_instances = counting_filter
     mapped, with_drops = [], []
     for d in kept:
         anns = d.get("annotations", [])
@@ -203,6 +219,7 @@ def d2_map(cfg, dicts):
         mapped.append(out)
         if dropped:
             with_drops.append(out)
+    detection_utils.filter_empty_instances = original
     return {
         "records_in": len(dicts),
         "records_filtered_empty": len(dicts) - len(kept),
@@ -239,7 +256,7 @@ def detectron2_alone(entry, root, work) -> dict:
     out, dicts, classes = d2_load(entry, root, work)
     if dicts is None:
         return out
-    cfg = d2_cfg(len(classes))
+    cfg = d2_cfg(len(classes), entry.get("opts", []))
     out["mapper"], mapped, with_drops = d2_map(cfg, dicts)
     batches = {"first_two": mapped[:2]}
     if len(with_drops) >= 1:
@@ -287,7 +304,7 @@ def gn_det_today(entry, root, work, train: bool) -> dict:
     path, image_dir = os.path.join(root, entry["file"]), os.path.join(root, entry["image_dir"])
     env = dict(os.environ, PYTHONPATH=REPO, GN_DET_CACHE_DIR=os.path.join(work, "cache"), OMP_NUM_THREADS="1")
     common = ["--config-file", CONFIG, "--dataset", name, path, image_dir]
-    opts = ["DATASETS.TRAIN", f"('{name}',)", "DATASETS.TEST", "()"] + SMALL
+    opts = ["DATASETS.TRAIN", f"('{name}',)", "DATASETS.TEST", "()"] + SMALL + entry.get("opts", [])
     out = {}
     for label, flags in (("validate", []), ("validate_skip_invalid", ["--skip-invalid"])):
         outdir = os.path.join(work, f"{name}_{label}")
@@ -339,7 +356,7 @@ def main(argv=None) -> int:
             continue
         start = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix=f"real_{entry['name']}_") as work:
-            result = {"source": {k: entry.get(k) for k in ("repository", "commit", "path", "license", "format", "tool")}}
+            result = {"source": {k: entry.get(k) for k in ("repository", "commit", "path", "license", "format", "tool", "opts")}}
             try:
                 if not args.no_detectron2:
                     result["detectron2"] = detectron2_alone(entry, args.data_root, work)
