@@ -33,6 +33,7 @@ __all__ = [
     "make_coco_tiny_polygon_empty_at_train_size",
     "make_via2_project_unlabelled",
     "make_via_spaces_and_non_ascii_label",
+    "make_via2_project_named_like_export_with_palette_png",
     "make_labelme_v3_embedded_image_old_keys",
     "make_labelme_ignore_label_and_group_ids",
 ]
@@ -354,6 +355,38 @@ def make_via_spaces_and_non_ascii_label(tmp_dir) -> Dict:
         "via", path, folder, "titanium train/val",
         "file names with spaces, a non-ASCII label",
         "loads (the user loader too), trains with the class 'β matrix grain boundary'",
+    )
+
+
+def make_via2_project_named_like_export_with_palette_png(tmp_dir) -> Dict:
+    """car_truck (mursona/car-truck-detection ``cartruck/train``): a VIA 2 *project* file saved
+    under the balloon tutorial's export name ``via_region_data.json`` (the export sits beside it as
+    ``via_region_data_json.json``); the label is a dropdown attribute ``names`` ("Car"/"Truck");
+    one of the 16 images is a palette PNG with a transparency entry (``10.png``, mode "P")."""
+    folder = os.path.join(str(tmp_dir), "via2_project_palette")
+    _image(os.path.join(folder, "1.jpg"))
+    palette = Image.new("P", (W, H), 3)
+    palette.putpalette([v for i in range(256) for v in (i, 255 - i, (7 * i) % 256)])
+    palette.save(os.path.join(folder, "10.png"), transparency=0)
+    metadata = {}
+    for name, label in [("1.jpg", "Car"), ("10.png", "Truck")]:
+        size = os.path.getsize(os.path.join(folder, name))
+        region = {"shape_attributes": {"name": "polygon", "all_points_x": [8, 40, 44, 12], "all_points_y": [10, 8, 30, 34]},
+                  "region_attributes": {"names": label}}
+        metadata[f"{name}{size}"] = {"filename": name, "size": size, "regions": [region], "file_attributes": {}}
+    project = {
+        "_via_settings": {"core": {"buffer_size": 18, "filepath": {}, "default_filepath": ""}, "project": {"name": "via_region_data"}},
+        "_via_img_metadata": metadata,
+        "_via_attributes": {"region": {"names": {"type": "dropdown", "description": "", "options": {"Car": "", "Truck": ""}, "default_options": {}}}, "file": {}},
+        "_via_data_format_version": "2.0.10",
+        "_via_image_id_list": list(metadata),
+    }
+    path = _write(os.path.join(folder, "via_region_data.json"), project)
+    return _result(
+        "via", path, folder, "car_truck train/val",
+        "a VIA 2 project file under the export's name; a palette PNG with transparency",
+        "the balloon tutorial's loop over the file raises KeyError: 'filename' (on '_via_settings'); "
+        "read from _via_img_metadata it trains (read_image converts the palette PNG to RGB)",
     )
 
 
