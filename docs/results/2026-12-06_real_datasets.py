@@ -27,7 +27,8 @@ For each dataset of the list (name, format, file, image_dir relative to --data-r
     same arguments, SOLVER.MAX_ITER 2 (and with --skip-invalid when the plain run stops).
 
 Prints one line per dataset and writes every count to the JSON (default: next to this script,
-``2026-12-06_real_datasets_<label>.json`` with --label, "before" by default).
+``2026-12-06_real_datasets_<label>.json`` with --label, "before" by default); ``--table JSON``
+prints the side-by-side markdown table of such a file (docs/datasets.md's).
 """
 
 import argparse
@@ -201,7 +202,8 @@ def d2_map(cfg, dicts):
         try:
             out = mapper(copy.deepcopy(d))
         except Exception as e:
-            key = _error(e)
+            # One entry per kind of failure: the record's own path is not part of the kind.
+            key = _error(e).replace(d["file_name"], "<file_name>").replace(repr(d["file_name"])[1:-1], "<file_name>")
             errors.setdefault(key, {"records": 0, "first": os.path.basename(d["file_name"])})
             errors[key]["records"] += 1
             counts["records_raised"] += 1
@@ -326,6 +328,57 @@ def gn_det_today(entry, root, work, train: bool) -> dict:
     return out
 
 
+# ------------------------------------------------------------------------------ the table
+
+
+def _d2_verdict(d2: dict) -> str:
+    if not d2.get("loads", False):
+        return f"load fails: {d2.get('load_error', '?')}"
+    m = d2.get("mapper", {})
+    parts = [f"{d2['records']} records / {d2['annotations']} ann."]
+    if m.get("records_filtered_empty"):
+        parts.append(f"{m['records_filtered_empty']} images without annotations left out")
+    if m.get("records_raised"):
+        kinds = sorted({e["error"].split(":")[0] for e in m.get("exceptions", [])})
+        parts.append(f"mapper raises on {m['records_raised']} records ({', '.join(kinds)})")
+    for key, what in (("dropped_empty_box", "empty box"), ("dropped_empty_mask", "empty mask at 160 px"), ("crowd_dropped", "crowd")):
+        if m.get(key):
+            parts.append(f"{m[key]} dropped ({what})")
+    steps = d2.get("train_step", {})
+    failed = [v["error"] for v in steps.values() if not v.get("ok")]
+    parts.append("step: " + (f"crashes ({failed[0][:80]})" if failed else ("trains" if steps else "no batch")))
+    return "; ".join(parts)
+
+
+def _gn_verdict(gd: dict) -> str:
+    v = gd.get("validate", {})
+    levels = collections.defaultdict(list)
+    for key, n in sorted(v.get("by_kind", {}).items()):
+        level, kind = key.split(":", 1)
+        levels[level].append(f"{n} {kind}")
+    kinds = "; ".join(f"{level}s {', '.join(k)}" for level, k in levels.items()) or "nothing"
+    parts = [f"validate exit {v.get('exit')} ({kinds})"]
+    s = gd.get("validate_skip_invalid", {})
+    for counts in s.get("dropped_counts", {}).values():
+        if counts.get("images") or counts.get("annotations (invalid)") or counts.get("annotations (of dropped images)"):
+            parts.append(f"--skip-invalid exit {s.get('exit')}: kept {counts.get('images kept')} images / {counts.get('annotations kept')} ann.")
+    for label, flag in (("train", ""), ("train_skip_invalid", " --skip-invalid")):
+        if label in gd:
+            t = gd[label]
+            how = "trains" if t["exit"] == 0 else ("stops: " + (t["tail"][-1][:80] if t["tail"] else "?"))
+            parts.append(f"train_net{flag} exit {t['exit']} ({how})")
+    return "; ".join(parts)
+
+
+def print_table(path: str) -> None:
+    """A markdown table of a results JSON: one row per dataset, Detectron2 alone vs gn_det."""
+    with open(path, encoding="utf-8") as f:
+        results = json.load(f)["datasets"]
+    print("| dataset | Detectron2 alone | gn_det |\n|---|---|---|")
+    for name, r in results.items():
+        print(f"| {name} | {_d2_verdict(r.get('detectron2', {}))} | {_gn_verdict(r.get('gn_det', {}))} |")
+
+
 # ---------------------------------------------------------------------------------- main
 
 
@@ -338,7 +391,11 @@ def main(argv=None) -> int:
     parser.add_argument("--no-gn-det-train", action="store_true")
     parser.add_argument("--no-detectron2", action="store_true")
     parser.add_argument("--output", default=None)
+    parser.add_argument("--table", metavar="JSON", help="print the markdown table of a results JSON and exit")
     args = parser.parse_args(argv)
+    if args.table:
+        print_table(args.table)
+        return 0
     torch.set_num_threads(1)
     import gn_det  # noqa: F401  registers gn_det's backbone and heads (the Synthetic config's)
 
