@@ -1,18 +1,19 @@
 """RetinaNet R50-FPN (P3-P7) with GN in the backbone, FPN and both subnets: the twin of
 Base-GN-RetinaNet.yaml.
 
-Detectron2's common/models/retinanet.py with gn_det's backbone and head (``GNRetinaNetHead``;
-Detectron2's ``RetinaNet`` meta-architecture takes it as ``head``, which is all the YAML-only
-``GNRetinaNet`` adds).
+Detectron2's common/models/retinanet.py with gn_det's backbone and head (``GNRetinaNetHead``).
+The meta-architecture is ``GNRetinaNet``, as in the YAML: Detectron2's ``RetinaNet`` with the same
+constructor (it differs only in how it reads a YAML config).
 """
 from detectron2 import model_zoo
 from detectron2.config import LazyCall as L
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.backbone.fpn import LastLevelP6P7
 
-from gn_det.modeling import GNRetinaNetHead, make_gn_fpn, make_gn_resnet
+from gn_det.modeling import GNRetinaNet, GNRetinaNetHead, make_gn_fpn, make_gn_resnet
 
 model = model_zoo.get_config("common/models/retinanet.py").model
+model._target_ = GNRetinaNet
 
 model.backbone = L(make_gn_fpn)(
     bottom_up=L(make_gn_resnet)(
