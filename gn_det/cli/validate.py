@@ -8,6 +8,9 @@ Takes gn-det-train's (tools/train_net.py's) arguments, so the same command line 
     gn-det-validate --config-file CFG [--num-gpus 8] [--resume] [--dataset N J D] [KEY VALUE ...]
     gn-det-validate --coco-json annotations.json images/ --checkpoint model_final.pth
 
+A LazyConfig (``.py``) is checked as far as it can be without running it: it loads with the
+overrides (``key=value``), defines what Detectron2's lazy trainer reads, and its model builds.
+
 Exit status: 0 when the run can start, 1 when problems were found.
 """
 
@@ -15,6 +18,7 @@ from detectron2.utils.logger import setup_logger
 
 from ..data import prepare_dataset, register_dataset
 from ..engine import argument_parser
+from ..engine.lazy_train import LAZY_TRAINER_KEYS, is_lazy_config, lazy_config_problems
 from ..validation.cli import check_files, validate_args
 
 __all__ = ["parse_args", "main"]
@@ -51,7 +55,12 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     setup_logger(name="gn_det")
     ok = True
-    if args.config_file or args.opts:
+    if is_lazy_config(args.config_file):
+        problems = lazy_config_problems(args.config_file, args.opts)
+        print("\n".join(problems) or f"{args.config_file}: loads, has {', '.join(LAZY_TRAINER_KEYS)}, "
+              "and its model builds (datasets and checkpoints of .py configs are not checked)")
+        ok = not problems
+    elif args.config_file or args.opts:
         report = validate_args(
             args, register_dataset=register_dataset, prepare_dataset=prepare_dataset
         )

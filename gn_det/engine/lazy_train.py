@@ -16,7 +16,9 @@ The YAML-only parts of gn_det's trainer (validation report before launch, the re
 stream, class counts read from the datasets, ``ap_report.json``) are not applied to ``.py`` configs.
 """
 import logging
+from typing import List
 
+import torch
 from detectron2.config import LazyConfig, instantiate
 from detectron2.engine import AMPTrainer, SimpleTrainer, default_setup, default_writers, hooks
 from detectron2.engine.defaults import create_ddp_model
@@ -28,7 +30,18 @@ from ..third_party_warnings import ignore_third_party_warnings
 from .hooks import NonFiniteLossHook
 from .setup import register_datasets_from_args
 
-__all__ = ["is_lazy_config", "lazy_setup", "lazy_test", "lazy_train", "lazy_train_main"]
+__all__ = [
+    "LAZY_TRAINER_KEYS",
+    "is_lazy_config",
+    "lazy_config_problems",
+    "lazy_setup",
+    "lazy_test",
+    "lazy_train",
+    "lazy_train_main",
+]
+
+# The top-level names Detectron2's lazy trainer reads from a config.
+LAZY_TRAINER_KEYS = ("model", "dataloader", "optimizer", "lr_multiplier", "train")
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +49,29 @@ logger = logging.getLogger(__name__)
 def is_lazy_config(config_file: str) -> bool:
     """Whether ``config_file`` is a LazyConfig Python file (Detectron2 tells them by suffix)."""
     return bool(config_file) and config_file.endswith(".py")
+
+
+def lazy_config_problems(config_file: str, opts=()) -> List[str]:
+    """What would stop a ``.py`` config before its first iteration: it does not load, an override
+    does not apply, a name the lazy trainer reads is missing, or the model does not build (built
+    on the ``meta`` device: shapes only, no memory, no initialization). Datasets and checkpoints
+    are not checked here."""
+    try:
+        cfg = LazyConfig.apply_overrides(LazyConfig.load(config_file), list(opts or []))
+    except Exception as e:  # any error of the user's file or overrides, reported as such
+        return [f"{config_file} with overrides {list(opts or [])} does not load: {type(e).__name__}: {e}"]
+    problems = [
+        f"{config_file} defines no {key!r}, which Detectron2's lazy trainer reads"
+        for key in LAZY_TRAINER_KEYS
+        if key not in cfg
+    ]
+    if "model" in cfg:
+        try:
+            with torch.device("meta"):
+                instantiate(cfg.model)
+        except Exception as e:
+            problems.append(f"{config_file}: the model does not build: {type(e).__name__}: {e}")
+    return problems
 
 
 def lazy_setup(args):
