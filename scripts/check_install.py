@@ -19,6 +19,7 @@ Steps (each timed; the first failure stops with its output):
 Exit status 0 when every step passed. tests/test_install.py runs it with --no-cpu-kernels.
 """
 import argparse
+import json
 import os
 import runpy
 import shutil
@@ -92,7 +93,7 @@ def copy_tracked_files(destination: Path) -> None:
             shutil.copy2(source, target)
 
 
-def check_wheel(wheel: Path, src: Path) -> None:
+def check_wheel(wheel: Path, src: Path) -> dict:
     names = set(zipfile.ZipFile(wheel).namelist())
     configs = src / "gn_det" / "configs"  # what gn_det.model_zoo.list_configs() lists
     import_list = [p.relative_to(configs).as_posix() for p in configs.rglob("*") if p.suffix in (".yaml", ".py")]
@@ -103,6 +104,17 @@ def check_wheel(wheel: Path, src: Path) -> None:
     assert all(f"{cmd} = {target}" in entry_points for cmd, target in CONSOLE_SCRIPTS.items()), entry_points
     print(f"ok: the wheel holds {len(import_list)} configs and {len(CONSOLE_SCRIPTS)} commands "
           f"({len(names)} files, {wheel.stat().st_size / 2**20:.1f} MiB)")
+    return {
+        "wheel": wheel.name,
+        "files": len(names),
+        "mib": round(wheel.stat().st_size / 2**20, 2),
+        "configs_yaml": sum(c.endswith(".yaml") for c in import_list),
+        "configs_py": sum(c.endswith(".py") for c in import_list),
+        "python_modules": sum(n.startswith("gn_det/") and n.endswith(".py") and not n.startswith("gn_det/configs/")
+                              for n in names),
+        "compiled": sorted(n for n in names if n.endswith(".so")),
+        "commands": sorted(CONSOLE_SCRIPTS),
+    }
 
 
 def main(argv=None) -> int:
@@ -110,6 +122,7 @@ def main(argv=None) -> int:
     parser.add_argument("--no-cpu-kernels", action="store_true",
                         help="build without the C++ kernels (GN_DET_NO_CPU_KERNELS=1): no compiler run")
     parser.add_argument("--keep", metavar="DIR", help="work in DIR and keep it (default: a removed temp dir)")
+    parser.add_argument("--json", metavar="PATH", help="also write the wheel's contents and the timings here")
     args = parser.parse_args(argv)
     work = Path(args.keep or tempfile.mkdtemp(prefix="gn_det_install_"))
     work.mkdir(parents=True, exist_ok=True)
@@ -125,7 +138,7 @@ def main(argv=None) -> int:
         [wheel] = wheels.glob("gn_det-*.whl")
         timings["build the wheel"] = time.perf_counter() - start
         print(f"ok: built {wheel.name}")
-        check_wheel(wheel, src)
+        contents = check_wheel(wheel, src)
 
         start = time.perf_counter()
         _run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)])
@@ -152,6 +165,10 @@ def main(argv=None) -> int:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     print("timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
+    if args.json:
+        record = {"cpu_kernels": not args.no_cpu_kernels, "wheel": contents, "load_average_at_end": os.getloadavg(),
+                  "timings_s": {k: round(v, 1) for k, v in timings.items()}}
+        Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
     print("OK: the installed gn_det serves its configs and commands from any directory")
     return 0
 
