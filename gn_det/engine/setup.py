@@ -25,10 +25,12 @@ from detectron2.utils.logger import setup_logger
 from ..checkpoint.dataset_metadata import dataset_metadata_from_config, find_dataset_metadata, write_dataset_metadata
 from ..config import add_gn_config
 from ..data import prepare_dataset, register_dataset
+from ..model_zoo import config_file_argument, resolve_config_file
 from ..validation import add_validation_arguments, use_cleaned_datasets, validate_args_or_exit
 from ..third_party_warnings import ignore_third_party_warnings
 
 __all__ = [
+    "accept_packaged_configs",
     "argument_parser",
     "add_dataset_arguments",
     "evaluate_argument_parser",
@@ -67,9 +69,23 @@ def add_dataset_arguments(
     return parser
 
 
+def accept_packaged_configs(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Make ``--config-file`` take, besides a local file, the name of a config installed with
+    gn_det (``gn_det.model_zoo``: ``Synthetic/mask_rcnn_R_18_FPN_gn_scratch.yaml``, or the
+    repository's ``configs/...`` path), so the commands work from any directory."""
+    action = parser._option_string_actions["--config-file"]
+    action.type = config_file_argument
+    action.help = (action.help or "path to config file") + (
+        "; a name of gn_det's installed configs (gn_det.model_zoo.list_configs()) works from any directory"
+    )
+    return parser
+
+
 def argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentParser:
-    """Detectron2's ``default_argument_parser`` plus ``--dataset NAME FILE IMAGE_DIR``."""
-    return add_validation_arguments(add_dataset_arguments(default_argument_parser(epilog)))
+    """Detectron2's ``default_argument_parser`` plus ``--dataset NAME FILE IMAGE_DIR``; its
+    ``--config-file`` also takes gn_det's installed configs by name (``.yaml`` or ``.py``)."""
+    parser = add_validation_arguments(add_dataset_arguments(default_argument_parser(epilog)))
+    return accept_packaged_configs(parser)
 
 
 def launch_from_args(main_fn, args: argparse.Namespace):
@@ -134,8 +150,9 @@ def evaluate_argument_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--weights", required=True, metavar="PTH", help="checkpoint to evaluate")
-    parser.add_argument("--config-file", default="", metavar="FILE",
-                        help="config of the checkpoint (default: config.yaml next to --weights)")
+    parser.add_argument("--config-file", default="", metavar="FILE", type=config_file_argument,
+                        help="config of the checkpoint (default: config.yaml next to --weights); "
+                        "a local YAML or the name of one of gn_det's installed configs")
     parser.add_argument("--dataset-name", default="",  metavar="NAME",
                         help="dataset to evaluate on: registered, or one the checkpoint's run was "
                         "trained/tested on (its dataset_metadata.json); or the name for --coco-json")
@@ -156,6 +173,11 @@ def evaluate_argument_parser() -> argparse.ArgumentParser:
 
 def evaluate_args_to_train_args(args) -> argparse.Namespace:
     """Translate ``tools/evaluate.py``'s arguments into ``train_net_main``'s (``--eval-only``)."""
+    if (args.config_file or "").endswith(".py"):
+        raise ValueError(
+            f"--config-file {args.config_file} is a LazyConfig (.py); evaluate it with gn-det-train "
+            "--config-file CFG.py --eval-only train.init_checkpoint=WEIGHTS (tools/train_net.py)"
+        )
     datasets = list(args.dataset or [])
     if args.coco_json or args.image_root:
         if not (args.coco_json and args.image_root):
@@ -189,11 +211,18 @@ def evaluate_args_to_train_args(args) -> argparse.Namespace:
 
 
 def build_config(args) -> CfgNode:
-    """get_cfg + gn_det's keys, the ``--config-file`` YAML, then the trailing overrides."""
+    """get_cfg + gn_det's keys, the ``--config-file`` YAML (a local file or one of gn_det's
+    installed configs), then the trailing overrides."""
     cfg = get_cfg()
     add_gn_config(cfg)
     if args.config_file:
-        cfg.merge_from_file(args.config_file)
+        config_file = resolve_config_file(args.config_file)
+        if config_file.endswith(".py"):
+            raise ValueError(
+                f"--config-file {args.config_file} is a LazyConfig (.py); this command reads YAML "
+                "configs. gn-det-train (tools/train_net.py) trains and evaluates .py configs."
+            )
+        cfg.merge_from_file(config_file)
     cfg.merge_from_list(list(args.opts or []))
     return cfg
 
