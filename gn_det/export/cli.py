@@ -288,6 +288,15 @@ def export_main(argv: Optional[List[str]] = None) -> int:
     return 0
 
 
+_EXPORTERS = {
+    ("export", "pt2"): "torch.export",
+    ("export", "onnx"): "torch.export + torch.onnx.export(dynamo=True)",
+    ("tracing", "torchscript"): "TracingAdapter + torch.jit.trace",
+    ("tracing", "onnx"): "TracingAdapter + torch.onnx.export(dynamo=False)",
+    ("scripting", "torchscript"): "scripting_with_instances",
+}
+
+
 def _write_info(args, cfg, weights, images, report) -> None:
     # What a deployment needs beside the artifact: input convention, class names, the check.
     metadata = find_dataset_metadata(weights) or {}
@@ -296,11 +305,7 @@ def _write_info(args, cfg, weights, images, report) -> None:
         "format": args.format,
         "export_method": args.export_method,
         "opset": args.opset if args.format == "onnx" else None,
-        "exporter": {
-            "export": "torch.export" + (" + torch.onnx (dynamo=True)" if args.format == "onnx" else ""),
-            "tracing": "TracingAdapter + " + ("torch.onnx (dynamo=False)" if args.format == "onnx" else "torch.jit.trace"),
-            "scripting": "scripting_with_instances",
-        }[args.export_method],
+        "exporter": _EXPORTERS[(args.export_method, args.format)],
         "export_seconds": args.export_seconds,
         "artifact_bytes": os.path.getsize(os.path.join(args.output, artifact_name(args.format))),
         "input": {

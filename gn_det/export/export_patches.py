@@ -5,8 +5,9 @@ exporting (as Detectron2's own ``torchscript_patch`` does for scripting).
 on tensor *values* ("data-dependent": ``bool(tensor)``, ``tensor.item()``, a comparison of a size
 that came out of ``nonzero``). ``torch.jit.trace`` evaluates such a branch once, on the traced
 image, and bakes the result in; ``torch.export`` raises ``GuardOnDataDependentSymNode`` instead.
-Detectron2's R-CNN inference (pinned commit) has seven such places; each entry of ``PATCHES``
-names the line, the error it raises, and what changes while exporting. Nothing here changes
+Detectron2's inference (pinned commit) needs the seven ``PATCHES``; each names the line, the
+error torch.export raises there without it (each measured by leaving it out:
+docs/results/2026-12-06_torch_export_patches.json), and what changes while exporting. Nothing here changes
 eager behaviour: every replacement calls Detectron2's original unless
 ``torch.compiler.is_exporting()``, and all are undone when the context exits.
 
@@ -54,7 +55,10 @@ class Patch:
 
 class _AssumeTrueAndCheck(TorchFunctionMode):
     # bool(tensor) on a value only known at run time: record a run-time assertion that it is
-    # True (torch._check -> aten._assert_scalar in the graph) and take the True branch.
+    # True (torch._check -> aten._assert_scalar in the graph) and take the True branch. Entered
+    # only inside the three functions patched below, whose only bool(tensor) calls (pinned
+    # commit) are the finiteness checks; the small-box branch's .item() is answered by the
+    # tracing-branch patch before it is reached.
     def __torch_function__(self, func, types, args=(), kwargs=None):
         if func is torch.Tensor.__bool__ and torch.compiler.is_exporting():
             value = args[0].item()
@@ -178,11 +182,10 @@ def _len_patch(stack: contextlib.ExitStack) -> None:
 PATCHES: Tuple[Patch, ...] = (
     Patch(
         "one-image padding",
-        "detectron2/structures/image_list.py:113-122 (ImageList.from_tensors)",
-        "the padding amounts are tensors (`max_size - image_size`) passed through `.item()`: "
-        "the padded image's size, and every feature map, anchor count and top-k size after it, "
-        "become data-dependent; the first failure is `GuardOnDataDependentSymNode` in "
-        "find_top_rpn_proposals",
+        "detectron2/structures/image_list.py:89-122 (ImageList.from_tensors)",
+        "UserError: Constraints violated (height, width): its tensor arithmetic on the image size "
+        "specializes a symbolic height and width; at a fixed size the padding amounts "
+        "(`max_size - image_size`) go through `.item()` and every size after them is data-dependent",
         "for one image, pad to the next multiple of size_divisibility (or square_size) "
         "computed from the input's symbolic size",
         _patch(ImageList, "from_tensors", _pad_one_image),
@@ -192,7 +195,7 @@ PATCHES: Tuple[Patch, ...] = (
         "detectron2/modeling/proposal_generator/proposal_utils.py:106 "
         "(`if not valid_mask.all()`), detectron2/modeling/roi_heads/fast_rcnn.py:138 (same), "
         "detectron2/structures/boxes.py:191 (Boxes.clip: `assert torch.isfinite(...).all()`)",
-        "GuardOnDataDependentSymNode: Could not guard on data-dependent expression Eq(u2, 1)",
+        "GuardOnDataDependentSymNode: Could not guard on data-dependent expression Eq(u0, 1)",
         "take the all-finite branch and assert it at run time (torch._check)",
         _both(
             _patch(rpn, "find_top_rpn_proposals", _finite_checks_at_run_time),
@@ -204,7 +207,8 @@ PATCHES: Tuple[Patch, ...] = (
         "tracing branch for small boxes",
         "detectron2/modeling/proposal_generator/proposal_utils.py:118 "
         "(`if _is_tracing() or keep.sum().item() != len(boxes)`)",
-        "GuardOnDataDependentSymNode on `keep.sum().item()`",
+        "GuardOnDataDependentSymNode: Could not guard on data-dependent expression Ne(u2, 547) "
+        "(`keep.sum().item()` against the box count)",
         "`_is_tracing()` answers True while exporting: the branch Detectron2 takes under "
         "torch.jit.trace (always index by `keep`)",
         _patch(proposal_utils, "_is_tracing", lambda f: _only_while_exporting(lambda: True, f)),
@@ -212,7 +216,7 @@ PATCHES: Tuple[Patch, ...] = (
     Patch(
         "Boxes of data-dependent length",
         "detectron2/structures/boxes.py:151 (Boxes.__init__: `if tensor.numel() == 0`)",
-        "GuardOnDataDependentSymNode: Could not guard on data-dependent expression Eq(4*u3, 0)",
+        "GuardOnDataDependentSymNode: Could not guard on data-dependent expression Eq(4*u2, 0)",
         "an (N, 4) float32 tensor is stored as it is (what both branches do with it)",
         _patch(Boxes, "__init__", _boxes_init),
     ),
@@ -240,9 +244,12 @@ PATCHES: Tuple[Patch, ...] = (
         "torchvision/ops/boxes.py batched_nms (`boxes.numel() > 4000`) and "
         "_batched_nms_coordinate_trick (`boxes.numel() == 0`), called by "
         "detectron2/layers/nms.py:23 (from proposal_utils, fast_rcnn and retinanet)",
-        "GuardOnDataDependentSymNode on the number of boxes left by score and size filtering",
+        "GuardOnDataDependentSymNode: Could not guard on data-dependent expression Eq(4*u2, 0) at "
+        "torchvision/ops/boxes.py:103 (the number of boxes left by score and size filtering)",
         "torchvision's offset-per-class NMS without the size branches",
-        _patch((proposal_utils, fast_rcnn, retinanet), "batched_nms", lambda f: _only_while_exporting(_batched_nms, f)),
+        _patch(
+            (proposal_utils, fast_rcnn, retinanet), "batched_nms", lambda f: _only_while_exporting(_batched_nms, f)
+        ),
     ),
 )
 

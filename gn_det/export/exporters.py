@@ -45,7 +45,7 @@ ONNX_OPSETS = (STABLE_ONNX_OPSET_VERSION, 16, 17)
 
 # What torch 2.13 says when TorchScript is used (message regexes, as warnings filters take them).
 TORCHSCRIPT_DEPRECATIONS = (
-    r"`torch\.jit\.(script|trace|save|load)` is deprecated",
+    r"`torch\.jit\.(script|trace|trace_method|save|load)` is deprecated",
     r"You are using the legacy TorchScript-based ONNX export",
     r"The feature will be removed\. Please remove usage of this function",  # torch.onnx's own logging set-up
 )

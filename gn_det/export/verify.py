@@ -223,7 +223,11 @@ def load_exported(path: str, fmt: str) -> Callable[[torch.Tensor], List[torch.Te
             import onnxruntime
         except ImportError as e:
             raise ImportError("verifying an ONNX export needs onnxruntime: pip install -e .[export]") from e
-        session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+        options = onnxruntime.SessionOptions()
+        # torch's thread count, so that the eager model and the artifact are timed alike
+        # (onnxruntime's default is one thread per core)
+        options.intra_op_num_threads = torch.get_num_threads()
+        session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         name = session.get_inputs()[0].name
         return lambda image: [torch.from_numpy(a) for a in session.run(None, {name: image.numpy()})]
     raise ValueError(f"export format {fmt!r}; valid: pt2, torchscript, onnx")
