@@ -102,7 +102,7 @@ def argument_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="IMAGE",
         # repeatable, one file each: a list would also swallow the trailing KEY VALUE overrides
-        help="image file (repeatable): the first is traced, all are verified",
+        help="image file (repeatable): the first is the export's sample input, all are verified",
     )
     parser.add_argument(
         "--dataset-name",
