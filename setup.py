@@ -103,8 +103,9 @@ setup(
     extras_require={
         # pytest-xdist: scripts/test.sh runs the suite on every core (`-n auto`).
         "test": ["pytest>=7", "pytest-xdist>=3"],
-        # onnxruntime runs exported ONNX models (tools/export_model.py verifies with it).
-        "export": ["onnx", "onnxruntime"],
+        # onnxruntime runs exported ONNX models (tools/export_model.py verifies with it);
+        # onnxscript is what torch.onnx's torch.export-based exporter (dynamo=True) translates with.
+        "export": ["onnx", "onnxscript", "onnxruntime"],
     },
     ext_modules=_EXT_MODULES,
     cmdclass=_CMDCLASS,
