@@ -17,6 +17,7 @@ problems, registers, stack bytes (spills), and global load/store widths.
 import argparse
 import importlib.util
 import json
+import math
 import subprocess
 import sys
 import tempfile
@@ -47,6 +48,19 @@ def load_backend(git_rev):
     return module.TRITON_BACKEND
 
 
+def serial_trips(launch):
+    """Loop trips of one program of a merge (finalize) kernel: its serial latency chain."""
+    a = dict(zip(launch.kernel.arg_names, launch.args), **launch.kwargs)
+    cdiv = lambda x, y: -(-x // y)  # noqa: E731
+    cpg = a.get("channels_per_group", a.get("cpg"))
+    if launch.name == "_backward_finalize_kernel":  # before: every split, one after the other
+        return a["num_splits"] * cdiv(cpg, a["BLOCK_P"])
+    if "finalize" in launch.name:
+        sweeps = 2 if "stats" in launch.name else 1
+        return sweeps * cdiv(a["num_splits"] * cpg, a["BLOCK_P"])
+    return None
+
+
 def measure(backend, shapes=MASK_RCNN_GN_SHAPES):
     rows = []
     for name, shape, groups in shapes:
@@ -58,7 +72,7 @@ def measure(backend, shapes=MASK_RCNN_GN_SHAPES):
                     row[phase] = {
                         "triton_launches": [
                             dict(compile_launch(launch).as_dict(), grid=list(launch.grid),
-                                 grid_problems=grid_problems(launch.grid))
+                                 grid_problems=grid_problems(launch.grid), serial_trips=serial_trips(launch))
                             for launch in report.launches
                         ],
                         "torch_kernels": report.torch_kernels,
@@ -88,11 +102,19 @@ def summary(rows):
             "launches": launches, "allocations": allocations,
             "max_registers": max(k["registers"] for k in kernels),
             "stack_bytes": max(k["stack_bytes"] for k in kernels),
-            "widest_x_load_bytes": min(max(k["load_bytes"]) for k in kernels if k["name"] in STREAMING),
+            "widest_x_load_bytes": min(_main_load(k) for k in kernels if k["name"] in STREAMING),
             "grid_problems": sorted({p for k in kernels for p in k["grid_problems"]}),
+            "finalize_programs_x_trips": max(
+                ((math.prod(k["grid"]), k["serial_trips"]) for k in kernels if k.get("serial_trips")),
+                key=lambda pt: pt[1], default=None),
             "kernels": sorted({k["name"] for k in kernels}),
         })
     return out
+
+
+def _main_load(kernel):
+    # The narrowest load of the streamed tensors x and dy (a kernel uses one width per tensor).
+    return min(kernel["streamed_load_bytes"])
 
 
 # Kernels that stream the full tensor (their loads of x/dy set the achievable bandwidth).
@@ -110,8 +132,9 @@ def compare(before, after):
     b = {(r["layer"], r["dtype"], r["layout"]): r for r in summary(before)}
     a = {(r["layer"], r["dtype"], r["layout"]): r for r in summary(after)}
     lines = [
-        "| layer | dtype | layout | launches | allocations | max registers | stack (spill) bytes | widest x load (B) | grid problems |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| layer | dtype | layout | launches | allocations | max registers | stack (spill) bytes | streamed load width (B) "
+        "| longest merge: programs x serial trips | grid problems |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key in b:
         if key not in a:
@@ -119,9 +142,11 @@ def compare(before, after):
         x, y = b[key], a[key]
         cell = lambda k: f"{x[k]} → {y[k]}" if x[k] != y[k] else f"{x[k]}"
         problems = f"{len(x['grid_problems'])} → {len(y['grid_problems'])}"
+        merge = lambda r: "none" if not r["finalize_programs_x_trips"] else "{} x {}".format(*r["finalize_programs_x_trips"])  # noqa: E731
         lines.append(
             f"| {key[0]} | {key[1]} | {key[2]} | {cell('launches')} | {cell('allocations')} | "
-            f"{cell('max_registers')} | {cell('stack_bytes')} | {cell('widest_x_load_bytes')} | {problems} |"
+            f"{cell('max_registers')} | {cell('stack_bytes')} | {cell('widest_x_load_bytes')} | "
+            f"{merge(x)} → {merge(y)} | {problems} |"
         )
     return "\n".join(lines)
 

@@ -150,19 +150,46 @@ class KernelResources:
     shared_bytes: int
     load_bytes: Tuple[int, ...]  # distinct widths of the global loads (16 = one 128-bit vector)
     store_bytes: Tuple[int, ...]
+    # Widths of the loads whose address comes from the streamed tensors' pointers (X, DY), not
+    # from the per-channel gamma, beta and statistics: what sets the bandwidth a kernel can reach.
+    streamed_load_bytes: Tuple[int, ...] = ()
 
     def as_dict(self) -> Dict[str, object]:
-        return dict(self.__dict__, load_bytes=list(self.load_bytes), store_bytes=list(self.store_bytes))
+        return dict(self.__dict__, load_bytes=list(self.load_bytes), store_bytes=list(self.store_bytes),
+                    streamed_load_bytes=list(self.streamed_load_bytes))
 
 
 _ACCESS = re.compile(r"\b(ld|st)\.global(?:\.[a-z]\w*)*?(?:\.v(\d))?\.[bfsu](\d+)\b")
 
 
-def _access_widths(ptx: str) -> Dict[str, Tuple[int, ...]]:
-    widths = {"ld": set(), "st": set()}
+def _access_widths(ptx: str) -> Dict[str, Dict[int, int]]:
+    """{"ld": {width in bytes: instructions}, "st": {...}} of the global accesses in ``ptx``."""
+    widths = {"ld": {}, "st": {}}
     for kind, vec, bits in _ACCESS.findall(ptx):
-        widths[kind].add(int(vec or 1) * int(bits) // 8)
-    return {k: tuple(sorted(v)) for k, v in widths.items()}
+        width = int(vec or 1) * int(bits) // 8
+        widths[kind][width] = widths[kind].get(width, 0) + 1
+    return widths
+
+
+_PARAM = re.compile(r"ld\.param\.[bu]64\s+(%rd\d+),\s*\[\w+_param_(\d+)\]")
+_DEF = re.compile(r"^\s*(?:@!?%p\d+\s+)?[a-z][\w.]*\s+(%rd\d+),(.*);")
+_LOAD = re.compile(r"\bld\.global(?:\.[a-z]\w*)*?(?:\.v(\d))?\.[bfsu](\d+)\s+\S.*\[\s*(%rd\d+)")
+
+
+def _streamed_load_widths(ptx: str, params: Sequence[int]) -> Tuple[int, ...]:
+    """Widths of the global loads whose address derives from the pointer parameters ``params``
+    (their positions among the kernel's PTX parameters), following 64-bit register definitions."""
+    derived = {reg for reg, index in _PARAM.findall(ptx) if int(index) in params}
+    widths = set()
+    for line in ptx.splitlines():
+        load = _LOAD.search(line)
+        if load and load.group(3) in derived:
+            widths.add(int(load.group(1) or 1) * int(load.group(2)) // 8)
+            continue
+        definition = _DEF.match(line)
+        if definition and any(r in derived for r in re.findall(r"%rd\d+", definition.group(2))):
+            derived.add(definition.group(1))
+    return tuple(sorted(widths))
 
 
 def _cubin_usage(cubin: bytes, name: str) -> Dict[str, int]:
@@ -182,40 +209,45 @@ def _cubin_usage(cubin: bytes, name: str) -> Dict[str, int]:
 
 
 @functools.lru_cache(maxsize=None)
-def _target_and_backend():
+def _target_and_backend(target=SM90):
     from triton.backends.compiler import GPUTarget
     from triton.compiler import make_backend
 
-    target = GPUTarget(*SM90)
+    target = GPUTarget(*target)
     return target, make_backend(target)
 
 
 @functools.lru_cache(maxsize=None)
-def _binder(kernel):
+def _binder(kernel, target=SM90):
     from triton.runtime.jit import create_function_from_signature
 
-    _, backend = _target_and_backend()
+    _, backend = _target_and_backend(target)
     return create_function_from_signature(kernel.signature, kernel.params, backend)
 
 
 _COMPILED: Dict[tuple, KernelResources] = {}
 
 
-def compile_launch(launch: Launch) -> KernelResources:
-    """Compile ``launch``'s kernel variant for sm_90 exactly as Triton's launcher would pick it
-    from these arguments, and return what it uses. Cached per variant."""
+def compile_launch(launch: Launch, target: Tuple[str, int, int] = SM90) -> KernelResources:
+    """Compile ``launch``'s kernel variant for ``target`` (backend, arch, warp size; default
+    sm_90) exactly as Triton's launcher would pick it from these arguments, and return what it
+    uses. Cached per variant, and by Triton on disk: the GPU run (benchmarks/gpu) compiles the
+    whole matrix in parallel processes this way before its first launch."""
     import triton
     from triton.compiler import ASTSource
 
-    target, backend = _target_and_backend()
-    bound, specialization, options = _binder(launch.kernel)(*launch.args, **launch.kwargs)
-    key = (launch.kernel.cache_key, repr(specialization), repr(sorted(launch.kwargs.items(), key=str)))
+    target = tuple(target)
+    gpu_target, backend = _target_and_backend(target)
+    bound, specialization, options = _binder(launch.kernel, target)(*launch.args, **launch.kwargs)
+    key = (target, launch.kernel.cache_key, repr(specialization), repr(sorted(launch.kwargs.items(), key=str)))
     if key not in _COMPILED:
         options, signature, constexprs, attrs = launch.kernel._pack_args(
             backend, launch.kwargs, bound, specialization, options
         )
+        runtime = [name for name, kind in signature.items() if kind != "constexpr"]
+        streamed = [runtime.index(name) for name in ("X", "DY") if name in runtime]
         compiled = triton.compile(
-            ASTSource(launch.kernel, signature, constexprs, attrs), target=target, options=options.__dict__
+            ASTSource(launch.kernel, signature, constexprs, attrs), target=gpu_target, options=options.__dict__
         )
         usage = _cubin_usage(compiled.asm["cubin"], compiled.metadata.name)
         widths = _access_widths(compiled.asm["ptx"])
@@ -226,8 +258,9 @@ def compile_launch(launch: Launch) -> KernelResources:
             stack_bytes=usage["STACK"],
             local_bytes=usage["LOCAL"],
             shared_bytes=max(usage["SHARED"], compiled.metadata.shared),
-            load_bytes=widths["ld"],
-            store_bytes=widths["st"],
+            load_bytes=tuple(sorted(widths["ld"])),
+            store_bytes=tuple(sorted(widths["st"])),
+            streamed_load_bytes=_streamed_load_widths(compiled.asm["ptx"], streamed),
         )
     return _COMPILED[key]
 

@@ -1,7 +1,8 @@
-"""The Triton GN(+ReLU) kernels on CPU, under Triton's interpreter (TRITON_INTERPRET=1).
+"""The Triton GN(+ReLU) kernels against float64 torch: on CPU under Triton's interpreter
+(TRITON_INTERPRET=1), or natively on a GPU (GN_DET_TEST_DEVICE=cuda; benchmarks/gpu/run.sh).
 
 Triton reads TRITON_INTERPRET when it is imported (its own ``tl`` helpers are decorated then)
-and at every launch, so these tests need a process that set the variable before importing
+and at every launch, so on CPU these tests need a process that set the variable before importing
 triton: ``test_triton_group_norm.py`` runs this file in such a subprocess, and
 ``TRITON_INTERPRET=1 pytest tests/layers/test_triton_interpreted.py`` runs it directly. Elsewhere the
 module is skipped. Shapes are small: the interpreter runs every program in numpy.
@@ -11,10 +12,11 @@ import os
 
 import pytest
 
-if os.environ.get("TRITON_INTERPRET") != "1":
+DEVICE = os.environ.get("GN_DET_TEST_DEVICE", "cpu")
+if os.environ.get("TRITON_INTERPRET") != "1" and DEVICE != "cuda":
     pytest.skip(
-        "needs TRITON_INTERPRET=1 before triton is imported; test_triton_group_norm.py runs it "
-        "in such a subprocess",
+        "needs TRITON_INTERPRET=1 before triton is imported (test_triton_group_norm.py runs it "
+        "in such a subprocess), or GN_DET_TEST_DEVICE=cuda on a GPU",
         allow_module_level=True,
     )
 
@@ -26,6 +28,13 @@ from torch import nn  # noqa: E402
 pytest.importorskip("triton")
 
 from gn_det.layers import GroupNorm, group_norm_act  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _on_device():
+    """Tensors and modules the tests make land on DEVICE (cpu: the interpreter; cuda: native)."""
+    with torch.device(DEVICE):
+        yield
 
 
 @pytest.fixture
@@ -195,8 +204,8 @@ def test_fused_conv_uses_triton_for_cuda_tensors_only(kernels):
     def chosen(x, backend):
         return choose_backend(x, torch.ones(x.shape[1]), 2, True, backend)[0].name
 
-    assert chosen(torch.randn(2, 4), "auto") == "cpu"
-    assert chosen(torch.randn(2, 4).bfloat16(), "auto") == "torch"
+    assert chosen(torch.randn(2, 4, device="cpu"), "auto") == "cpu"
+    assert chosen(torch.randn(2, 4, device="cpu").bfloat16(), "auto") == "torch"
     assert chosen(torch.randn(2, 4), "triton") == "triton"
     model = nn.Sequential(Conv2d(4, 8, 1, norm=GroupNorm(8, 2), activation=F.relu))
     assert model(torch.randn(1, 4, 2, 2)).shape == (1, 8, 2, 2)
@@ -295,7 +304,7 @@ def test_a_failing_kernel_falls_back_to_torch_with_one_warning(checked, monkeypa
         second = _train_call("triton", seed=1)
     messages = _fallback_warnings(record)
     assert len(messages) == 1, messages
-    assert reason in messages[0] and "GroupNorm+ReLU on cpu, float32, NCHW (one program per (sample, group)" in messages[0]
+    assert reason in messages[0] and "float32, NCHW (one program per (sample, group)" in messages[0]
     # Exactly torch's results from the failing phase on (a backward failure follows a forward
     # that passed its check: that output is Triton's, within tolerance of torch's).
     want = _train_call("torch")
