@@ -101,8 +101,9 @@ class CheckedTritonBackend:
 
     # -- variants -------------------------------------------------------------------------
     def variant(self, x: torch.Tensor, weight: torch.Tensor, num_groups: int, relu: bool) -> tuple:
-        plan = self.triton.plan(dense(x), num_groups)
-        key = (str(x.device), x.dtype, plan.channels_last, relu, weight.dtype, plan.shape_class())
+        """The key of this call's kernel variant (see the module docstring)."""
+        plan = self.triton.plan(dense(x), num_groups)  # cached per shape, layout, dtype, alignment
+        key = (x.device, x.dtype, plan.channels_last, relu, weight.dtype, plan.shape_class())
         if key not in self._descriptions:
             layout = "channels-last" if plan.channels_last else "NCHW"
             self._descriptions[key] = (

@@ -10,6 +10,7 @@ hints promise. Each launch then runs under ``torch.cuda.device(x.device)``: Trit
 the *current* device, which is not the tensors' one when, say, a model on ``cuda:1`` runs while
 device 0 is current (``DefaultPredictor`` with ``MODEL.DEVICE cuda:1``).
 """
+import functools
 import os
 from dataclasses import dataclass
 from typing import Tuple
@@ -155,15 +156,25 @@ def dense(x: torch.Tensor) -> torch.Tensor:
 
 def make_plan(x: torch.Tensor, num_groups: int, tile: int = _TILE, num_splits=None) -> Plan:
     """The plan for a dense ``x`` (see ``dense``). ``tile`` and ``num_splits`` shrink the tiles
-    and force HW chunks (tests use them to run every loop on small shapes)."""
-    n, c = x.shape[0], x.shape[1]
-    hw = x.numel() // (n * c) if n * c else 0
+    and force HW chunks (tests use them to run every loop on small shapes). Cached: a layer's
+    plan depends only on its shape, layout, dtype, groups and the alignment of ``x``'s address."""
     channels_last = layout_of(x) is torch.channels_last
+    return _make_plan(tuple(x.shape), x.element_size(), channels_last, num_groups, tile, num_splits,
+                      _address(x) % 16)
+
+
+@functools.lru_cache(maxsize=4096)
+def _make_plan(shape, itemsize, channels_last, num_groups, tile, num_splits, address_mod_16) -> Plan:
+    n, c = shape[0], shape[1]
+    numel = 1
+    for size in shape:
+        numel *= size
+    hw = numel // (n * c) if n * c else 0
     cpg = c // num_groups
-    int64 = x.numel() >= _INT32_LIMIT
+    int64 = numel >= _INT32_LIMIT
     # Vector width in elements: up to 16 bytes, dividing the unit-stride rows, x's address aligned.
-    vec = _pow2_divisor(c if channels_last else hw, max(16 // x.element_size(), 1))
-    while _address(x) % (vec * x.element_size()):
+    vec = _pow2_divisor(c if channels_last else hw, max(16 // itemsize, 1))
+    while address_mod_16 % (vec * itemsize):
         vec //= 2
     block_cpg, block_group_hw = triton.next_power_of_2(cpg), triton.next_power_of_2(hw)
     if block_cpg * block_group_hw <= min(_WHOLE_GROUP_MAX, tile):
