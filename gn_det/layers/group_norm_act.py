@@ -13,12 +13,14 @@ gn_det's C++ CPU kernels (``CPU_BACKEND``), or the Triton kernels (``triton_laun
 CUDA run behind the checks of ``triton_checked`` unless ``GN_DET_TRITON`` says otherwise.
 """
 
+import warnings
 from typing import Optional, Tuple
 
 import torch
 from torch.autograd.function import once_differentiable
 
 from .group_norm_act_backends import CPU_BACKEND, TORCH_BACKEND, compute_dtype, cpu_kernels_available, triton_available
+from .triton_mode import TritonFallbackWarning, triton_mode
 
 __all__ = [
     "ACTIVATIONS",
@@ -63,15 +65,19 @@ def choose_backend(x: torch.Tensor, weight: torch.Tensor, num_groups: int, relu:
             return CPU_BACKEND, "a contiguous float32/float64 CPU tensor, and gn_det._C is built"
         return TORCH_BACKEND, "not a CUDA tensor, and not one gn_det's C++ CPU kernels take"
     # A CUDA tensor, or backend="triton" (CPU tensors too, under TRITON_INTERPRET=1).
+    mode = triton_mode()
+    if mode == "off":
+        return TORCH_BACKEND, "GN_DET_TRITON=off"
     if not triton_available():
         if backend == "triton":
             raise RuntimeError("group_norm_act: backend='triton' was asked for but triton does not import.")
         return TORCH_BACKEND, "triton does not import"
-    from . import triton_checked  # imported on first use: CPU-only runs never need triton
-
-    mode = triton_checked.triton_mode()
-    if mode == "off":
-        return TORCH_BACKEND, "GN_DET_TRITON=off"
+    try:
+        from . import triton_checked  # imported on first use: CPU-only runs never need triton
+    except Exception as error:  # noqa: BLE001 - a triton that imports but cannot build gn_det's kernels
+        if mode == "on":
+            raise
+        return TORCH_BACKEND, _kernels_unusable(error)
     if x.dtype not in triton_checked.SUPPORTED_DTYPES:
         if mode == "on" and backend == "triton":
             raise TypeError(
@@ -85,6 +91,21 @@ def choose_backend(x: torch.Tensor, weight: torch.Tensor, num_groups: int, relu:
     if fell_back:
         return TORCH_BACKEND, f"this Triton variant failed its check ({fell_back})"
     return triton_checked.CHECKED_TRITON, "GN_DET_TRITON=checked (the default): Triton, checked once per variant"
+
+
+_UNUSABLE = []
+
+
+def _kernels_unusable(error: Exception) -> str:
+    reason = f"gn_det's Triton kernels do not load ({type(error).__name__}: {error})"
+    if not _UNUSABLE:
+        _UNUSABLE.append(reason)
+        warnings.warn(
+            f"gn_det: {reason}; CUDA tensors run torch's GroupNorm kernels for the rest of the process. "
+            "Set GN_DET_TRITON=off to skip Triton, or GN_DET_TRITON=on to make this an error.",
+            TritonFallbackWarning, stacklevel=4,
+        )
+    return reason
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,7 +19,6 @@ each within a tolerance of the exact values are within twice it of each other.
 """
 
 import logging
-import os
 import threading
 import warnings
 from typing import Dict, List, Optional
@@ -28,30 +27,14 @@ import torch
 
 from .group_norm_act_backends import TORCH_BACKEND
 from .triton_launch import SUPPORTED_DTYPES, TRITON_BACKEND, dense
+from .triton_mode import ENV_VAR, MODES, TritonFallbackWarning, triton_mode
 
 __all__ = [
     "ENV_VAR", "MODES", "triton_mode", "TritonFallbackWarning", "CheckedTritonBackend", "CHECKED_TRITON",
     "TRITON_BACKEND", "SUPPORTED_DTYPES",
 ]
 
-ENV_VAR = "GN_DET_TRITON"
-MODES = ("off", "checked", "on")
 _logger = logging.getLogger(__name__)
-
-
-def triton_mode() -> str:
-    """The ``GN_DET_TRITON`` setting: ``off``, ``checked`` (default, also when unset) or ``on``."""
-    value = os.environ.get(ENV_VAR, "").strip().lower() or "checked"
-    if value not in MODES:
-        raise ValueError(
-            f"{ENV_VAR}={os.environ[ENV_VAR]!r} (environment variable); valid: off, checked (the "
-            "default), on."
-        )
-    return value
-
-
-class TritonFallbackWarning(UserWarning):
-    """A Triton GN kernel variant failed its check and now runs torch's kernels."""
 
 
 # The CPU tests' tolerances: (rtol, atol as a fraction of the reference's largest magnitude).

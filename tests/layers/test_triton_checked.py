@@ -123,3 +123,28 @@ def test_running_out_of_memory_is_not_blamed_on_the_kernels():
     with pytest.raises(torch.OutOfMemoryError):
         _run(checked)
     assert [v["status"] for v in checked.verdicts()] == ["verified"] and not checked.verdicts()[0]["phases"]
+
+
+def test_kernels_that_do_not_load_fall_back_once_unless_the_setting_is_on(monkeypatch):
+    # A triton that imports but cannot build gn_det's kernel module (another major version, say).
+    import importlib
+    import sys
+
+    import gn_det.layers
+
+    op = importlib.import_module("gn_det.layers.group_norm_act")  # the module, not the function
+
+    monkeypatch.delattr(gn_det.layers, "triton_checked")
+    monkeypatch.setitem(sys.modules, "gn_det.layers.triton_checked", None)
+    monkeypatch.setattr(op, "_UNUSABLE", [])
+    monkeypatch.delenv("GN_DET_TRITON", raising=False)
+    with FakeTensorMode():
+        x, w = torch.empty(2, 32, 10, 10, device="cuda:0"), torch.empty(32, device="cuda:0")
+        with pytest.warns(TritonFallbackWarning, match="Triton kernels do not load"):
+            assert choose_backend(x, w, 8, True)[0].name == "torch"
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", TritonFallbackWarning)
+            assert choose_backend(x, w, 8, True)[0].name == "torch"
+        monkeypatch.setenv("GN_DET_TRITON", "on")
+        with pytest.raises(ImportError):
+            choose_backend(x, w, 8, True)
