@@ -10,8 +10,8 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT="${OUT:-$PWD/gpu_results}"
 mkdir -p "$OUT"
-PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-[ -d .gpu_deps/site ] && PYTHONPATH="$PYTHONPATH:$PWD/.gpu_deps/site"
-export PYTHONPATH PYTHONUNBUFFERED=1 OUT
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 OUT
+# After site-packages (run_gpu.py appends it to sys.path): what is installed here always wins.
+[ -d .gpu_deps/site ] && export GN_DET_GPU_DEPS="$PWD/.gpu_deps/site"
 python3 benchmarks/gpu/run_gpu.py --out "$OUT" "$@" 2>&1 | tee "$OUT/log.txt"
 exit "${PIPESTATUS[0]}"

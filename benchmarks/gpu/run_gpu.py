@@ -40,6 +40,10 @@ from typing import Dict, List, Optional, Tuple
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
+# Packages a bare GPU image lacks (benchmarks/gpu/prepare_deps.sh), after site-packages.
+_DEPS = os.environ.get("GN_DET_GPU_DEPS", "")
+if _DEPS and _DEPS not in sys.path:
+    sys.path.append(_DEPS)
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
@@ -258,9 +262,10 @@ def _tolerance_ratio(actual: torch.Tensor, expected: torch.Tensor) -> float:
 def correctness(run: Run, record: dict, s: Settings) -> None:
     # (a) The kernel tests, natively on the GPU (on CPU: under the interpreter, a subset).
     env = dict(os.environ, GN_DET_TEST_DEVICE="cuda") if s.device == "cuda" else dict(os.environ, TRITON_INTERPRET="1")
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           "tests/layers/test_triton_interpreted.py", *s.kernel_tests],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=max(60, run.remaining()))
+    args = ["-q", "-p", "no:cacheprovider", "tests/layers/test_triton_interpreted.py", *s.kernel_tests]
+    pytest_main = f"import sys; sys.path.append({_DEPS!r}); import pytest; sys.exit(pytest.main({args!r}))"
+    proc = subprocess.run([sys.executable, "-c", pytest_main], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=max(60, run.remaining()))
     (run.out / "triton_tests.txt").write_text(proc.stdout + proc.stderr)
     lines = proc.stdout.strip().splitlines()
     record["kernel_tests"] = {"returncode": proc.returncode, "summary": lines[-1] if lines else ""}
