@@ -161,16 +161,17 @@ def test_every_launch_runs_with_the_tensors_device_current(monkeypatch, shape):
 
     monkeypatch.setattr(torch.cuda, "device", DeviceGuard)
     monkeypatch.setattr(triton_launch, "_address", lambda t: 0)  # fake tensors have no memory
-    devices = []
-    with record_launches() as launches, FakeTensorMode():
-        from triton.runtime.jit import JITFunction
+    from triton.runtime.jit import JITFunction
 
-        recorder = JITFunction.run
-        monkeypatch.setattr(JITFunction, "run", lambda *a, **k: (devices.append(current[0]), recorder(*a, **k)))
+    devices = []
+    with record_launches() as launches, FakeTensorMode(), monkeypatch.context() as patch:
+        recorder = JITFunction.run  # undone before record_launches restores Triton's own
+        patch.setattr(JITFunction, "run", lambda *a, **k: (devices.append(current[0]), recorder(*a, **k)))
         x = torch.empty(shape, device="cuda:1")
         w = torch.empty(shape[1], device="cuda:1")
         y, mean, rstd = TRITON_BACKEND.forward(x, w, w, 8, 1e-5, True)
         TRITON_BACKEND.recompute(x, w, w, mean, rstd, 8, 1e-5, True)
         TRITON_BACKEND.backward(y, x, w, w, mean, rstd, 8, 1e-5, True, None, (True, True, True))
+    assert JITFunction.run is not recorder
     assert len(devices) == len(launches) >= 3
     assert set(devices) == {1} and current[0] == 0
