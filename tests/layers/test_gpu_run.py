@@ -15,6 +15,16 @@ REPO = Path(__file__).resolve().parents[2]
 STEPS = ["environment", "precompile", "correctness", "layers", "models"]
 
 
+def _run_gpu_module():
+    # By path: the script puts the repository on sys.path itself, however pytest was started.
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("run_gpu", REPO / "benchmarks" / "gpu" / "run_gpu.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_the_dry_run_completes_every_step_and_writes_its_results(tmp_path):
     env = dict(os.environ, OUT=str(tmp_path), PYTHONPATH=str(REPO))
     proc = subprocess.run(["bash", "benchmarks/gpu/run.sh", "--dry-run"], cwd=REPO, env=env,
@@ -38,7 +48,7 @@ def test_the_dry_run_completes_every_step_and_writes_its_results(tmp_path):
 
 
 def test_a_failing_step_is_recorded_and_the_next_steps_still_run(tmp_path, monkeypatch):
-    from benchmarks.gpu import run_gpu
+    run_gpu = _run_gpu_module()
 
     def broken(run, record, settings):
         record["partial"] = "kept"
@@ -53,8 +63,7 @@ def test_a_failing_step_is_recorded_and_the_next_steps_still_run(tmp_path, monke
 
 
 def test_a_spent_budget_skips_the_remaining_steps(tmp_path):
-    from benchmarks.gpu import run_gpu
-
+    run_gpu = _run_gpu_module()
     assert run_gpu.main(["--dry-run", "--out", str(tmp_path), "--budget-s", "0"]) == 0
     results = json.loads((tmp_path / "results.json").read_text())
     assert {r["status"] for r in results["steps"].values()} == {"skipped: time budget spent"}
