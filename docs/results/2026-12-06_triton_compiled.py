@@ -173,7 +173,7 @@ def main(argv=None):
     }
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(record, f, indent=1)
+            json.dump(record, f, separators=(",", ":"))  # compact: ~200 layers x 7 launches
     by_key = defaultdict(int)
     for r in summary(rows):
         by_key[(r["max_registers"], r["stack_bytes"])] += 1
