@@ -345,8 +345,11 @@ def _check_batch(cfg: CfgNode, report: ValidationReport, num_processes: int) -> 
         report.add("batch-size", "config key SOLVER.IMS_PER_BATCH", str(e))
 
 
-def _check_dataset_names(cfg: CfgNode, report: ValidationReport, train: bool = True) -> None:
-    registered = DatasetCatalog.list()
+def _check_dataset_names(cfg: CfgNode, report: ValidationReport, train: bool = True,
+                         known: Iterable[str] = ()) -> None:
+    """Every dataset name is registered; ``known`` names were given with ``--dataset`` and
+    their problems are reported already."""
+    registered = DatasetCatalog.list() + list(known)
     groups = [("DATASETS.TRAIN", cfg.DATASETS.TRAIN)] if train else []
     groups.append(("DATASETS.TEST", cfg.DATASETS.TEST))
     for key, names in groups:
@@ -376,12 +379,14 @@ def check_config(
     num_processes: int = 1,
     report: Optional[ValidationReport] = None,
     training: bool = True,
+    known_datasets: Iterable[str] = (),
 ) -> ValidationReport:
     """Semantic checks of a merged config; every problem found is added to the report.
 
     Args:
         num_processes: total training processes (``--num-gpus`` x ``--num-machines``).
         training: False for evaluation only (DATASETS.TRAIN and the batch size are not used).
+        known_datasets: names given with ``--dataset`` (checked, and reported, already).
     """
     report = report if report is not None else ValidationReport()
     owners = _check_names(cfg, report)
@@ -389,6 +394,6 @@ def check_config(
     _check_groups(cfg, report, owners)
     if training:
         _check_batch(cfg, report, num_processes)
-    _check_dataset_names(cfg, report, train=training)
+    _check_dataset_names(cfg, report, train=training, known=known_datasets)
     report.checked.append("config semantics")
     return report
