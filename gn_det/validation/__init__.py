@@ -7,7 +7,7 @@ problems in one report; what happens to each dataset finding is the rule of poli
 from .checkpoint_checks import check_checkpoint, resolve_checkpoint_path
 from .cli import add_validation_arguments, validate_args, validate_args_or_exit
 from .coco_checks import CocoCheckResult, check_coco_json
-from .config_checks import check_config, check_config_sources, component_channels, default_base_cfg
+from .config_checks import build_on_meta_device, check_config, check_config_sources, default_base_cfg
 from .dataset_checks import check_dataset
 from .geometry import polygon_problem, rle_problem
 from .policy import MIN_INSIDE_FRACTION, RULES
@@ -32,7 +32,7 @@ __all__ = [
     "DatasetCounts",
     "check_config",
     "check_config_sources",
-    "component_channels",
+    "build_on_meta_device",
     "default_base_cfg",
     "polygon_problem",
     "rle_problem",

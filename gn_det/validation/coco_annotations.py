@@ -117,22 +117,20 @@ class AnnotationCheck:
     def _segmentation(self) -> None:
         ann = self.ann
         segm = ann.get("segmentation")
+        if not self.require_masks:
+            self._unused_segmentation(segm)
+            return
         if isinstance(segm, dict) and segm:
             self._rle(segm)
             return
         if not segm:
-            if self.require_masks:
-                self.finding("no-mask", "the annotation has no segmentation ('segmentation' "
-                             + ("is missing)" if "segmentation" not in ann else f"is {segm!r})"))
+            self.finding("no-mask", "the annotation has no segmentation ('segmentation' "
+                         + ("is missing)" if "segmentation" not in ann else f"is {segm!r})"))
             return
         if not isinstance(segm, list):
-            if self.require_masks:
-                self.finding("no-mask", f"segmentation is a {type(segm).__name__}, neither polygons nor an RLE")
-            elif self.finding("invalid-polygon", f"segmentation is a {type(segm).__name__}, neither polygons "
-                              "nor an RLE", "removed (masks are not trained)"):
-                ann.pop("segmentation")
+            self.finding("no-mask", f"segmentation is a {type(segm).__name__}, neither polygons nor an RLE")
             return
-        if segm and all(isinstance(v, (int, float, str)) and not isinstance(v, bool) for v in segm):
+        if all(isinstance(v, (int, float, str)) and not isinstance(v, bool) for v in segm):
             if not self.finding("polygon-format", "segmentation is one flat list [x1, y1, ...], not a list of "
                                 "polygons", "wrapped into [[x1, y1, ...]]"):
                 return
@@ -140,10 +138,8 @@ class AnnotationCheck:
         kept, problems, lenient = [], [], set()
         for k, polygon in enumerate(segm):
             values, repaired, problem = polygon_values(polygon)
-            if values is not None and self.require_masks:
+            if values is not None:
                 problem = polygon_problem(values, self.width, self.height, BORDER_TOLERANCE_PX)
-            elif values is not None and (len(values) % 2 or len(values) < 6):
-                problem = f"has {len(values)} coordinates; Detectron2's loader needs an even number, at least 6"
             if problem:
                 problems.append(f"polygon {k} of {len(segm)} {problem}")
             else:
@@ -155,17 +151,34 @@ class AnnotationCheck:
             if not self.finding(kind, f"polygon coordinates given as {what}", "converted to [x1, y1, x2, y2, ...] numbers"):
                 return
         if not kept:
-            if self.require_masks:
-                self.finding("no-mask", "no valid polygon: " + "; ".join(problems))
-            elif self.finding("invalid-polygon", "; ".join(problems), "segmentation removed (masks are not trained)"):
-                ann.pop("segmentation")
+            self.finding("no-mask", "no valid polygon: " + "; ".join(problems))
             return
         if problems and not self.finding("invalid-polygon", "; ".join(problems), "the polygon is left out"):
             return
         if problems or lenient:
             ann["segmentation"] = kept
-        if self.require_masks:
-            self._mostly_outside_polygons(kept)
+        self._mostly_outside_polygons(kept)
+
+    def _unused_segmentation(self, segm) -> None:
+        """Masks are not trained (Detectron2's mapper removes them), but Detectron2's loader still
+        reads them: it leaves out an instance none of whose polygons has an even number (>= 6) of
+        coordinates, and crashes on a segmentation that is neither a list of polygons nor an RLE.
+        Such a segmentation is removed, so that the box trains."""
+        if not segm:
+            return
+        if isinstance(segm, dict):
+            if isinstance(segm.get("counts"), list) and rle_problem(segm, self.width, self.height):
+                why = "a malformed uncompressed RLE (Detectron2's loader converts it)"
+            else:
+                return
+        elif isinstance(segm, list) and all(isinstance(p, (list, tuple)) for p in segm):
+            if any(len(p) % 2 == 0 and len(p) >= 6 for p in segm):
+                return
+            why = "no polygon has an even number (>= 6) of coordinates: Detectron2's loader would leave the box out"
+        else:
+            why = f"segmentation is {type(segm).__name__} {str(segm)[:40]}, neither polygons nor an RLE"
+        if self.finding("invalid-polygon", why, "segmentation removed (masks are not trained)"):
+            self.ann.pop("segmentation")
 
     def _mostly_outside_polygons(self, polygons) -> None:
         tol = BORDER_TOLERANCE_PX
@@ -181,12 +194,6 @@ class AnnotationCheck:
                          "lies inside: wrong image or wrong units?")
 
     def _rle(self, segm: dict) -> None:
-        if not self.require_masks:
-            if isinstance(segm.get("counts"), list) and rle_problem(segm, self.width, self.height):
-                if self.finding("invalid-polygon", "a malformed uncompressed RLE (Detectron2's loader converts it)",
-                                "removed (masks are not trained)"):
-                    self.ann.pop("segmentation")
-            return
         problem = rle_problem(segm, self.width, self.height)
         if problem:
             self.finding("rle", problem)

@@ -79,6 +79,12 @@ class CocoCheckResult:
         return self.report.ok
 
 
+class _Refused(Exception):
+    def __init__(self, kind: str):
+        super().__init__(kind)
+        self.kind = kind
+
+
 class _CocoChecker:
     def __init__(self, json_file: str, image_root: str, name: str, *, skip_invalid: bool, strict: bool,
                  require_masks: bool, for_evaluation: bool, for_training: bool, check_images: bool,
@@ -211,18 +217,24 @@ class _CocoChecker:
         if not was_string or not parsed.is_integer():
             return None, False
         if self.record("numeric-string", where, f"{key} {value!r} is a string", "converted to a number") != "repair":
-            return None, False
+            raise _Refused("numeric-string")
         ann[key] = int(parsed)
         return ann[key], True
 
     def annotation(self, position, ann, images, category_ids, transform, duplicate, new_id, taken) -> None:
+        try:
+            self._annotation(position, ann, images, category_ids, transform, duplicate, new_id, taken)
+        except _Refused as refused:  # a repair --strict turned into an error: the record's one finding
+            self._settle(position, "error", refused.kind)
+
+    def _annotation(self, position, ann, images, category_ids, transform, duplicate, new_id, taken) -> None:
         where = self.annotation_where(position, ann)
         if not isinstance(ann, dict) or "image_id" not in ann or "category_id" not in ann:
             self._settle(position, self.record("annotation-record", where, "an annotation must be an object with "
                          f"'image_id' and 'category_id', got {ann!r}"[:300]), "annotation-record")
             return
         image_id, image_repaired = self._reference(ann, "image_id", where)
-        if image_id in self.bad_images and image_id not in images:  # a refused record: no size to check against
+        if image_id in self.bad_images and not _has_size(images.get(image_id)):  # nothing to check against
             self.with_bad_image.add(position)
             return
         if image_id not in images:
@@ -284,11 +296,17 @@ class _CocoChecker:
             return CocoCheckResult(self.report, json_file=self.json_file)
         data["categories"] = categories
         category_ids = {c["id"] for c in categories}
-        self.check_annotations(data["annotations"], images, category_ids, transforms)
+        annotations = data["annotations"]
+        if self.require_masks and annotations and not any(isinstance(a, dict) and a.get("segmentation") for a in annotations):
+            self.file_finding("no-masks", self.json_file, f"none of the {len(annotations)} annotations has a mask "
+                              "('segmentation' empty or missing): the dataset holds boxes only, and MODEL.MASK_ON "
+                              "trains masks; set MODEL.MASK_ON False to train the boxes")
+            self.require_masks = False  # the other problems are still found, without one per annotation
+        self.check_annotations(annotations, images, category_ids, transforms)
         return self.result(data, images, category_ids)
 
     def dataset_findings(self, data: dict, kept: list, category_ids: Set[int]) -> None:
-        used = Counter(a.get("category_id") for a in kept)
+        used = {a.get("category_id") for a in data["annotations"] if isinstance(a, dict)}
         order = {cat_id: i for i, cat_id in enumerate(sorted(category_ids))}
         names: Dict[str, list] = {}
         for cat in data["categories"]:
@@ -350,6 +368,10 @@ class _CocoChecker:
         # Every repair changes the data and every drop removes a record; warnings change nothing.
         result.changed = any(p.outcome in ("repair", "drop") or p.dropped for p in self.report.problems)
         return result
+
+
+def _has_size(img: Optional[dict]) -> bool:
+    return img is not None and all(type(img.get(k)) is int and img[k] > 0 for k in ("width", "height"))
 
 
 def _key(ann) -> Any:

@@ -54,10 +54,11 @@ def check_dataset(
     refused_images = builder.images_in - len(builder.images)
     counts.annotations_in = builder.records_in
     counts.images_in = builder.images_in
-    counts.annotations_dropped += builder.unlabeled_dropped
-    if builder.unlabeled_dropped:
-        counts.dropped_by_kind["unlabeled-region"] = builder.unlabeled_dropped
-    lost = builder.records_in - len(coco["annotations"]) - builder.unlabeled_dropped
+    for kind, n in (("unlabeled-region", builder.unlabeled_dropped), ("ignored-label", builder.ignored)):
+        if n:
+            counts.annotations_dropped += n
+            counts.dropped_by_kind[kind] = n
+    lost = builder.records_in - len(coco["annotations"]) - builder.unlabeled_dropped - builder.ignored
     if skip_invalid:
         counts.annotations_dropped += lost
         counts.images_dropped += refused_images

@@ -123,33 +123,33 @@ def box_inside_fraction(box: Sequence[float], width: float, height: float) -> fl
     return inside_w * inside_h / (w * h)
 
 
-def rle_string_counts(counts: str) -> List[int]:
-    """Run lengths of a COCO compressed RLE string (pycocotools' ``rleFrString`` format).
+def rle_string_counts(counts: str) -> np.ndarray:
+    """Run lengths of a COCO compressed RLE string (pycocotools' ``rleFrString`` format), decoded
+    with numpy (a crowd region's string has thousands of characters).
 
     Each run is a variable-length signed integer in 5-bit groups (chars offset by 48, bit 0x20 =
     more groups follow); from the third run on, values are deltas to the run two before.
     Raises ValueError on characters outside that alphabet or a value cut off mid-way.
     """
-    runs: List[int] = []
-    pos, n = 0, len(counts)
-    while pos < n:
-        value = shift = 0
-        more = True
-        while more:
-            if pos >= n:
-                raise ValueError("the string ends in the middle of a run length")
-            c = ord(counts[pos]) - 48
-            if c < 0 or c > 63:
-                raise ValueError(f"character {counts[pos]!r} at position {pos} is not an RLE character ('0'..'o')")
-            value |= (c & 0x1F) << shift
-            more = bool(c & 0x20)
-            pos += 1
-            shift += 5
-            if not more and (c & 0x10):
-                value -= 1 << shift  # sign-extend
-        if len(runs) > 2:
-            value += runs[-2]
-        runs.append(value)
+    codes = np.frombuffer(counts.encode("latin-1", "replace"), dtype=np.uint8).astype(np.int64) - 48
+    if not len(codes):
+        return np.zeros(0, np.int64)
+    bad = np.flatnonzero((codes < 0) | (codes > 63))
+    if len(bad):
+        raise ValueError(f"character {counts[bad[0]]!r} at position {bad[0]} is not an RLE character ('0'..'o')")
+    more = (codes & 0x20) != 0
+    if more[-1]:
+        raise ValueError("the string ends in the middle of a run length")
+    ends = np.flatnonzero(~more)
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    group = np.repeat(np.arange(len(ends)), ends - starts + 1)
+    shift = 5 * (np.arange(len(codes)) - starts[group])
+    values = np.add.reduceat((codes & 0x1F) << shift, starts)
+    negative = (codes[ends] & 0x10) != 0  # the last group's sign bit: sign-extend
+    values[negative] -= np.left_shift(1, shift[ends][negative] + 5)
+    runs = values.copy()
+    runs[3::2] = np.cumsum(values[1::2])[1:]  # run i = value i + run i - 2, from the fourth run on
+    runs[4::2] = np.cumsum(values[2::2])[1:]
     return runs
 
 
@@ -187,10 +187,11 @@ def rle_problem(segmentation: dict, width: int, height: int) -> Optional[str]:
             return f"malformed compressed RLE counts: {e}"
     else:
         return f"RLE 'counts' must be a list of run lengths or a compressed string, got {type(counts).__name__}"
-    if any(r < 0 for r in runs):
+    runs = np.asarray(runs, dtype=np.int64)
+    if (runs < 0).any():
         return "RLE has a negative run length"
-    if sum(runs) != h * w:
-        return f"RLE run lengths sum to {sum(runs)} pixels, but the mask has h*w = {h * w}"
+    if int(runs.sum()) != h * w:
+        return f"RLE run lengths sum to {int(runs.sum())} pixels, but the mask has h*w = {h * w}"
     return None
 
 

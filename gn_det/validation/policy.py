@@ -68,6 +68,9 @@ RULES: Dict[str, Rule] = {
     "mask-format": Rule("error", "instance masks as RLE while INPUT.MASK_FORMAT is 'polygon'",
                         "crashes in its mapper", "set INPUT.MASK_FORMAT bitmask (it reads polygons and RLE)",
                         file_level=True),
+    "no-masks": Rule("error", "masks are trained (MODEL.MASK_ON) but no annotation has one (a box-only "
+                     "export: every 'segmentation' empty or missing)", "crashes in the mask head (no gt_masks)",
+                     "set MODEL.MASK_ON False to train the boxes", file_level=True),
     "no-usable-annotation": Rule("error", "a training set with no usable (non-crowd) annotation left",
                                  "stops ('No valid data found')", "the summary counts what was dropped, by kind",
                                  file_level=True),
@@ -150,6 +153,9 @@ RULES: Dict[str, Rule] = {
                              "regions have labels", "(plain converter) trains it as an extra class",
                              "left out (a dataset where no region has a label keeps one class; "
                              "--unlabeled-class names it)"),
+    "ignored-label": Rule("drop", "a labelme shape labelled __ignore__ or _background_ (labelme's reserved "
+                          "names for regions to leave out)", "(plain converter) trains it as a class of that name",
+                          "left out"),
     # -- accepted with a warning (--strict: an error) ----------------------------------------
     "mostly-outside": Rule("warning", f"a box or polygon with less than {MIN_INSIDE_FRACTION:.0%} of its "
                            "area inside its image", "trains on its in-image part",

@@ -10,7 +10,6 @@ rectangle 'dog'), so a mutation changes one record among several, as in a real d
 """
 
 import base64
-import io
 import json
 import os
 import shutil
@@ -148,7 +147,7 @@ def _rewrite_image(root, fmt, data, convert: Callable[[Image.Image, str], None])
     convert(Image.fromarray(_pixels(1)), path)
 
 
-def _exif_rotated(image: Image.Image, path: str, json_has_stored_size: bool):
+def _exif_rotated(image: Image.Image, path: str):
     """A camera JPEG: pixels stored sideways plus EXIF orientation 6 (turn 90 degrees
     clockwise to display); its displayed image is the dataset's image."""
     stored = image.transpose(Image.ROTATE_90)  # undone by orientation 6
@@ -166,7 +165,7 @@ class Kind:
     fmt: str  # "coco", "via1", "via2", "labelme"
     mutate: Callable  # (data, root) -> None; edits the base data in place
     what: str
-    mask_format: str = "polygon"
+    mask_format: str = "polygon"  # INPUT.MASK_FORMAT; "none": MODEL.MASK_ON False (boxes only)
 
 
 def _ann(data, i=0):
@@ -200,7 +199,7 @@ def _stored_size_exif(data, root):
 def _displayed_size_exif(data, root):
     path = _image_path(root, "coco", data)
     jpg = os.path.splitext(path)[0] + ".jpg"
-    _exif_rotated(Image.fromarray(_pixels(1)), jpg, False)
+    _exif_rotated(Image.fromarray(_pixels(1)), jpg)
     data["images"][0]["file_name"] = os.path.basename(jpg)
 
 
@@ -370,6 +369,10 @@ COCO_KINDS: List[Kind] = [
     Kind("no-usable-annotation", "coco", _all_annotations(lambda a: a.__setitem__("bbox", [8, 8, 0, 0]) or a.__setitem__("segmentation", [[8, 8, 9, 9]])),
          "every annotation degenerate"),
     Kind("annotation-not-an-object", "coco", lambda d, r: d["annotations"].append("oops"), "an annotation that is a string"),
+    Kind("box-only-export", "coco", _all_annotations(lambda a: a.__setitem__("segmentation", [])),
+         "every 'segmentation' [] (CVAT's COCO export of rectangles) with masks trained"),
+    Kind("box-only-export-boxes", "coco", _all_annotations(lambda a: a.__setitem__("segmentation", [])),
+         "the same export with MODEL.MASK_ON False", "none"),
 ]
 
 
@@ -508,6 +511,10 @@ def _labelme_kinds() -> List[Kind]:
     def wrong_size(f, files, root):
         f["imageWidth"], f["imageHeight"] = 2 * W, 2 * H
 
+    def ignore_label(f, files, root):
+        f["shapes"].append(_labelme_shape("__ignore__", _square(40, 2, 8), group_id=0))
+        f["shapes"].append(_labelme_shape("__ignore__", _square(50, 30, 8), group_id=0))
+
     def coco_json_beside(f, files, root):
         files["trainval.json"] = {"images": [], "annotations": [], "categories": []}
 
@@ -524,6 +531,8 @@ def _labelme_kinds() -> List[Kind]:
         Kind("rectangle-circle", "labelme", _labelme_mutation(rectangle_circle), "rectangle and circle shapes"),
         Kind("size-wrong", "labelme", _labelme_mutation(wrong_size), "imageWidth/imageHeight twice the image's"),
         Kind("coco-json-beside", "labelme", _labelme_mutation(coco_json_beside), "a COCO json in the labelme folder"),
+        Kind("ignore-label", "labelme", _labelme_mutation(ignore_label),
+             "two shapes labelled __ignore__ (labelme's name for regions to leave out), one group_id"),
     ]
 
 

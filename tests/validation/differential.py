@@ -14,6 +14,7 @@ training goes through the same Detectron2 path and must train.
 ``Comparison.violations()``. As a tool, on any dataset (a real one, say):
 
     python3 tests/validation/differential.py FILE IMAGE_DIR [--mask-format bitmask]
+    python3 tests/validation/differential.py --corpus     # docs/validation.md's corpus table
 """
 
 import argparse
@@ -141,6 +142,7 @@ _NUM_CLASSES = 8
 
 
 def _cfg(num_classes: int, mask_format: str):
+    """``mask_format`` "none": MODEL.MASK_ON False."""
     sys.path.insert(0, os.path.join(_REPO, "tests"))
     from tiny_run import BASE_CONFIG
 
@@ -148,7 +150,9 @@ def _cfg(num_classes: int, mask_format: str):
 
     # The main job's GN Mask R-CNN made tiny: an R50 of 1/8 width (0.2 s a step on 3 images).
     args = argparse.Namespace(config_file=BASE_CONFIG, opts=[
-        "INPUT.MIN_SIZE_TRAIN", "(48,)", "INPUT.MAX_SIZE_TRAIN", "64", "INPUT.MASK_FORMAT", mask_format,
+        "INPUT.MIN_SIZE_TRAIN", "(48,)", "INPUT.MAX_SIZE_TRAIN", "64",
+        "INPUT.MASK_FORMAT", "polygon" if mask_format == "none" else mask_format,
+        "MODEL.MASK_ON", str(mask_format != "none"),
         "MODEL.ROI_HEADS.NUM_CLASSES", str(num_classes), "MODEL.RESNETS.DEPTH", "50",
         "MODEL.RESNETS.STEM_OUT_CHANNELS", "16", "MODEL.RESNETS.RES2_OUT_CHANNELS", "32",
         "MODEL.RESNETS.WIDTH_PER_GROUP", "8", "MODEL.GN.NUM_GROUPS", "8", "MODEL.FPN.OUT_CHANNELS", "16",
@@ -165,6 +169,9 @@ def _model(num_classes: int, mask_format: str):
 
     key = (num_classes, mask_format)
     if key not in _MODELS:
+        # One thread: the runs are forked children, and an OpenMP pool that ran in the parent
+        # deadlocks a child that uses it (libgomp is not fork-safe).
+        torch.set_num_threads(1)
         cfg = _cfg(num_classes, mask_format)
         torch.manual_seed(0)
         model = build_model(cfg)
@@ -376,8 +383,8 @@ def gn_det_verdict(fmt: str, path: str, image_root: str, mask_format: str = "pol
     from gn_det.validation import check_dataset
 
     with _quiet():
-        result = check_dataset(path, image_root, require_masks=True, strict=strict, skip_invalid=skip_invalid,
-                               mask_format=mask_format)
+        result = check_dataset(path, image_root, require_masks=mask_format != "none", strict=strict,
+                               skip_invalid=skip_invalid, mask_format=mask_format)
     report = result.report
     kinds = Counter(p.kind for p in report.problems)
     if not result.ok or result.data is None:
@@ -482,13 +489,33 @@ def compare(fmt: str, path: str, image_root: str, mask_format: str = "polygon") 
     return Comparison(fmt, d2, default, strict, skip)
 
 
+def corpus_rows() -> List[str]:
+    """Every corpus mutation through the harness: docs/validation.md's table rows."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import corpus
+
+    os.environ["GN_DET_CACHE_DIR"] = tempfile.mkdtemp(prefix="differential_cache_")
+    rows = []
+    for key in sorted(corpus.KINDS, key=lambda k: (["coco", "via1", "via2", "labelme"].index(k[0]), k[1])):
+        path, image_root, mask_format = corpus.write(*key, tempfile.mkdtemp(prefix="corpus_"))
+        rows.append(compare(key[0], path, image_root, mask_format).row(corpus.KINDS[key]))
+    return rows
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("file", help="COCO json, VIA json or labelme folder")
-    parser.add_argument("image_dir")
-    parser.add_argument("--mask-format", default="polygon", choices=("polygon", "bitmask"))
+    parser.add_argument("file", nargs="?", help="COCO json, VIA json or labelme folder")
+    parser.add_argument("image_dir", nargs="?")
+    parser.add_argument("--mask-format", default="polygon", choices=("polygon", "bitmask", "none"),
+                        help="INPUT.MASK_FORMAT; none: MODEL.MASK_ON False")
+    parser.add_argument("--corpus", action="store_true", help="print the corpus table of docs/validation.md")
     args = parser.parse_args(argv)
     sys.path.insert(0, _REPO)
+    if args.corpus:
+        print("\n".join(corpus_rows()))
+        return 0
+    if not (args.file and args.image_dir):
+        parser.error("give FILE IMAGE_DIR, or --corpus")
     from gn_det.data.formats import detect_format
 
     fmt = detect_format(args.file)[0]

@@ -319,3 +319,17 @@ def test_skip_invalid_keeps_exactly_the_good_records_and_counts_add_up(tmp_path)
     assert data == original  # the caller's data is not touched
     dicts = load_coco_json(_write(tmp_path, result.data, "cleaned.json"), str(tmp_path / "images"), dataset_name=None)
     assert sorted(d["image_id"] for d in dicts) == [1, 2, 4, 5] and sum(len(d["annotations"]) for d in dicts) == 6
+
+
+def test_compressed_rle_strings_decode_to_the_masks_run_lengths():
+    from gn_det.validation.geometry import rle_string_counts
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        h, w = (int(v) for v in rng.integers(1, 40, 2))
+        mask = np.asfortranarray((rng.random((h, w)) < rng.random()).astype(np.uint8))
+        flat = mask.ravel(order="F")
+        changes = np.flatnonzero(np.diff(flat)) + 1
+        runs = np.diff(np.concatenate(([0], changes, [flat.size])))
+        expected = ([0] if flat[0] else []) + runs.tolist()  # COCO's runs start with a 0-run
+        assert rle_string_counts(mask_util.encode(mask)["counts"].decode()).tolist() == expected

@@ -30,9 +30,12 @@ __all__ = [
 ]
 
 FORMATS = ("coco", "via", "labelme")
-# A COCO json names its 'images' list near the start; reading that much tells it from VIA and
-# labelme without parsing a COCO-sized file twice.
-_SNIFF_BYTES = 1 << 20
+# A COCO json's first key is one of its top-level fields (exports order them differently); VIA's
+# is a file key or "_via_settings", labelme's "version" / "flags" / "shapes". Reading the start
+# tells a COCO-sized file from the others without parsing it twice.
+_SNIFF_BYTES = 1 << 16
+_COCO_KEYS = {"info", "licenses", "images", "annotations", "categories", "type"}
+_FIRST_KEY = re.compile(rb'^\s*\{\s*"((?:[^"\\]|\\.)*)"\s*:')
 
 
 def _load_json(path: str) -> Optional[Any]:
@@ -53,7 +56,8 @@ def detect_format(path: str) -> Tuple[str, Optional[Any]]:
             head = f.read(_SNIFF_BYTES)
     except OSError:
         return "coco", None
-    if b'"images"' in head and (b'"annotations"' in head or b'"categories"' in head):
+    first = _FIRST_KEY.match(head.lstrip(b"\xef\xbb\xbf"))
+    if first and first.group(1).decode("utf-8", "replace") in _COCO_KEYS:
         return "coco", None
     data = _load_json(path)
     if is_via(data):

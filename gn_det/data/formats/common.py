@@ -118,6 +118,7 @@ class CocoBuilder:
     records_in: int = 0  # instances (regions, or labelme shape groups) read from the source
     images_in: int = 0
     unlabeled_dropped: int = 0
+    ignored: int = 0  # labelme shapes labelled __ignore__ / _background_, left out
     _coco: Optional[Dict[str, Any]] = field(default=None, repr=False)
 
     def add_image(self, file_name: str, width: int, height: int, where: str) -> int:

@@ -11,7 +11,8 @@ one instance of several polygons (labelme's way to draw an object split by an oc
 separators; the image is looked for there, under IMAGE_DIR with that relative path, and under
 IMAGE_DIR by its file name. A file whose image exists only as ``imageData`` has it written to
 gn_det's cache. Sizes missing in old files are read from the image; a size that disagrees with
-the image is left for the COCO checks to refuse.
+the image is left for the COCO checks to refuse. Shapes labelled ``__ignore__`` or
+``_background_`` (labelme's reserved names) are left out, counted, never a class.
 """
 
 import base64
@@ -29,6 +30,8 @@ from .common import DEFAULT_LABEL, CocoBuilder, Report, ellipse_polygon, polygon
 __all__ = ["is_labelme", "labelme_files", "convert_labelme"]
 
 _OPEN_SHAPES = ("linestrip",)
+# labelme's own converters (labelme2voc, labelme2coco) read these from labels.txt and skip them.
+_RESERVED_LABELS = ("__ignore__", "_background_")
 
 
 def is_labelme(data: Any) -> bool:
@@ -84,7 +87,7 @@ def _instance_count(shapes) -> int:
     for shape in shapes if isinstance(shapes, list) else []:
         group = shape.get("group_id") if isinstance(shape, dict) else None
         label = shape.get("label") if isinstance(shape, dict) else None
-        if group is not None and isinstance(label, str) and label.strip():
+        if group is not None and isinstance(label, str) and label.strip() and label.strip() not in _RESERVED_LABELS:
             groups.add((label.strip(), group))
         else:
             single += 1
@@ -176,6 +179,10 @@ def convert_labelme(paths: List[str], image_root: str, description: str, report:
                 continue
             label = shape.get("label")
             label = label.strip() if isinstance(label, str) and label.strip() else None
+            if label in _RESERVED_LABELS:
+                builder.finding("ignored-label", where, f"label {label!r} is labelme's name for a region to leave out")
+                builder.ignored += 1
+                continue
             kind = shape.get("shape_type") or "polygon"
             if kind in _OPEN_SHAPES and label is not None:
                 builder.finding("region", where, f"a labelled {kind} ({label!r}) is an open line, not an outline: "
