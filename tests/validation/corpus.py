@@ -166,6 +166,7 @@ class Kind:
     mutate: Callable  # (data, root) -> None; edits the base data in place
     what: str
     mask_format: str = "polygon"  # INPUT.MASK_FORMAT; "none": MODEL.MASK_ON False (boxes only)
+    make: Callable = None  # (root) -> real_quirks' dict: a whole dataset, instead of a base + mutate
 
 
 def _ann(data, i=0):
@@ -536,15 +537,33 @@ def _labelme_kinds() -> List[Kind]:
     ]
 
 
+def _real_kinds() -> List[Kind]:
+    """The quirks of real public datasets (tests/validation/real_quirks.py, docs/datasets.md)."""
+    from real_quirks import QUIRKS
+
+    kinds = []
+    for name, make in sorted(QUIRKS.items()):
+        source = make.__doc__.split(" (")[0].strip()
+        kinds.append(Kind(f"real-{name}", "real", None, f"{source}: {name.replace('_', ' ')}", make=make))
+    return kinds
+
+
 KINDS: Dict[Tuple[str, str], Kind] = {
-    (k.fmt, k.name): k for k in COCO_KINDS + _via_kinds("via1") + _via_kinds("via2") + _labelme_kinds()
+    (k.fmt, k.name): k for k in COCO_KINDS + _via_kinds("via1") + _via_kinds("via2") + _labelme_kinds() + _real_kinds()
 }
+FORMATS = ("coco", "via1", "via2", "labelme", "real")
 
 
 def write(fmt: str, name: str, root: str) -> Tuple[str, str, str]:
-    """Write mutation ``name`` of format ``fmt`` under ``root``: ``(path, image_root, mask_format)``."""
+    """Write mutation ``name`` of format ``fmt`` under ``root``: ``(path, image_root, mask_format)``;
+    real quirks: ``fmt`` "real", the format is detected from the file."""
     kind = KINDS[(fmt, name)]
     os.makedirs(root, exist_ok=True)
+    if kind.make is not None:
+        made = kind.make(root)
+        opts = made["opts"]
+        masks_off = any(k == "MODEL.MASK_ON" and v == "False" for k, v in zip(opts[0::2], opts[1::2]))
+        return made["json"], made["image_dir"], "none" if masks_off else "polygon"
     if fmt == "coco":
         data = coco_base(root)
         kind.mutate(data, root)

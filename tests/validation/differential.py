@@ -474,6 +474,11 @@ class Comparison:
 
 
 def compare(fmt: str, path: str, image_root: str, mask_format: str = "polygon") -> Comparison:
+    """``fmt``: "coco", "via1", "via2", "labelme", or "real" (detected from the file)."""
+    if fmt == "real":
+        from gn_det.data.formats import detect_format
+
+        fmt = {"via": "via2"}.get(detect_format(path)[0], detect_format(path)[0])
     try:
         plain = plain_coco(fmt, path, image_root)
         d2 = detectron2_alone(plain, image_root, mask_format)
@@ -496,7 +501,7 @@ def corpus_rows() -> List[str]:
 
     os.environ["GN_DET_CACHE_DIR"] = tempfile.mkdtemp(prefix="differential_cache_")
     rows = []
-    for key in sorted(corpus.KINDS, key=lambda k: (["coco", "via1", "via2", "labelme"].index(k[0]), k[1])):
+    for key in sorted(corpus.KINDS, key=lambda k: (corpus.FORMATS.index(k[0]), k[1])):
         path, image_root, mask_format = corpus.write(*key, tempfile.mkdtemp(prefix="corpus_"))
         rows.append(compare(key[0], path, image_root, mask_format).row(corpus.KINDS[key]))
     return rows

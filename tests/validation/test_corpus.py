@@ -1,5 +1,5 @@
-"""The mutation corpus (corpus.py) through the differential harness (differential.py): for every
-quirk in COCO, VIA 1, VIA 2 and labelme, gn_det is never worse than Detectron2 alone (never
+"""The mutation corpus (corpus.py, with the real datasets' quirks of real_quirks.py) through the
+differential harness (differential.py): for every quirk in COCO, VIA 1, VIA 2 and labelme, gn_det is never worse than Detectron2 alone (never
 refuses what Detectron2 trains unless Detectron2 learns it wrongly, never passes unchanged what
 crashes Detectron2, trains what it accepts, counts every record, says how to go on, --strict
 refuses every change) and docs/validation.md states the verdict.
@@ -17,7 +17,7 @@ import corpus
 import differential
 
 DOCS = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "validation.md")
-CASES = sorted(corpus.KINDS, key=lambda k: (["coco", "via1", "via2", "labelme"].index(k[0]), k[1]))
+CASES = sorted(corpus.KINDS, key=lambda k: (corpus.FORMATS.index(k[0]), k[1]))
 _RESULTS = {}
 
 
@@ -42,7 +42,7 @@ def _compare(key, tmp_path_factory):
 
 def test_the_corpus_has_at_least_40_kinds_in_every_format():
     assert len({name for _, name in CASES}) >= 40
-    assert {fmt for fmt, _ in CASES} == {"coco", "via1", "via2", "labelme"}
+    assert {fmt for fmt, _ in CASES} == {"coco", "via1", "via2", "labelme", "real"}
 
 
 @pytest.mark.parametrize("key", CASES, ids=["/".join(k) for k in CASES])
