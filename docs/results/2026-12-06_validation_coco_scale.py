@@ -145,6 +145,7 @@ def main() -> None:
     parser.add_argument("--before", default="", help="a checkout of the code before (its gn_det is imported)")
     parser.add_argument("--dir", default="")
     parser.add_argument("--out", default="")
+    parser.add_argument("--targets", nargs="*", default=list(TARGETS), choices=list(TARGETS))
     args = parser.parse_args()
     root = args.dir or tempfile.mkdtemp(prefix="coco_scale_")
     json_file = os.path.join(root, "annotations.json")
@@ -155,7 +156,7 @@ def main() -> None:
     size = {"images": len(data["images"]), "annotations": len(data["annotations"]),
             "json_mib": os.path.getsize(json_file) / 2**20}
     del data
-    plan = [(t, h) for h in (False, True) for t in TARGETS if not t.startswith("before") or args.before]
+    plan = [(t, h) for h in (False, True) for t in args.targets if not t.startswith("before") or args.before]
     samples = {f"{t} headers={h}": [] for t, h in plan}
     for _ in range(args.repeats):  # interleaved: every target sees the same machine state
         for target, headers in plan:

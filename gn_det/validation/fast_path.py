@@ -16,7 +16,7 @@ from .policy import BORDER_TOLERANCE_PX
 
 __all__ = ["clean_annotations"]
 
-_CHUNK = 1 << 16
+_CHUNK = 1 << 14  # 16k annotations: ~40 MB of temporary arrays for COCO-like polygons
 _NUMBER_TYPES = {int, float}
 
 

@@ -47,8 +47,8 @@ class Problem:
 
 @dataclass
 class DatasetCounts:
-    """How a dataset's records ended: ``annotations_in == kept + repaired + dropped`` (and the
-    same for images, which are never repaired in place of being kept)."""
+    """How a dataset's records ended: ``annotations_in == kept + repaired + dropped + refused``
+    (and the same for images). Refused records stop the run; ``--skip-invalid`` drops them."""
 
     annotations_in: int = 0
     annotations_repaired: int = 0
@@ -56,14 +56,19 @@ class DatasetCounts:
     images_in: int = 0
     images_repaired: int = 0
     images_dropped: int = 0
-    # records the run would drop with --skip-invalid (those with errors, and their annotations)
+    # records refused (those with errors, and the annotations of refused images): what
+    # --skip-invalid would drop
     skippable_images: int = 0
     skippable_annotations: int = 0
     dropped_by_kind: Dict[str, int] = field(default_factory=dict)
 
     @property
     def annotations_kept(self) -> int:
-        return self.annotations_in - self.annotations_repaired - self.annotations_dropped
+        return self.annotations_in - self.annotations_repaired - self.annotations_dropped - self.skippable_annotations
+
+    @property
+    def images_kept(self) -> int:
+        return self.images_in - self.images_repaired - self.images_dropped - self.skippable_images
 
     def describe(self) -> str:
         kinds = ", ".join(f"{n} {k}" for k, n in sorted(self.dropped_by_kind.items(), key=lambda kv: -kv[1]))
@@ -71,8 +76,10 @@ class DatasetCounts:
             f"{self.annotations_in} annotations = {self.annotations_kept} as they are + "
             f"{self.annotations_repaired} repaired + {self.annotations_dropped} dropped"
             + (f" ({kinds})" if kinds else "")
-            + f"; {self.images_in} images = {self.images_in - self.images_repaired - self.images_dropped} as "
-            f"they are + {self.images_repaired} repaired + {self.images_dropped} dropped"
+            + (f" + {self.skippable_annotations} refused" if self.skippable_annotations else "")
+            + f"; {self.images_in} images = {self.images_kept} as they are + {self.images_repaired} repaired + "
+            f"{self.images_dropped} dropped"
+            + (f" + {self.skippable_images} refused" if self.skippable_images else "")
         )
 
 
@@ -183,7 +190,8 @@ class ValidationReport:
 
     def _dataset_lines(self) -> List[str]:
         lines = [f"{name}: {c.describe()}" for name, c in self.counts.items()
-                 if c.annotations_repaired or c.annotations_dropped or c.images_dropped or c.images_repaired]
+                 if c.annotations_repaired or c.annotations_dropped or c.images_dropped or c.images_repaired
+                 or c.skippable_annotations or c.skippable_images]
         lines += [f"dataset {name} reads the repaired / cleaned copy {path}"
                   for name, path in self.cleaned_datasets.items()]
         return lines
@@ -214,7 +222,8 @@ class ValidationReport:
         return {
             "ok": self.ok,
             "problems": [dict(asdict(p), level=p.level) for p in self.problems],
-            "counts": {name: dict(asdict(c), annotations_kept=c.annotations_kept) for name, c in self.counts.items()},
+            "counts": {name: dict(asdict(c), annotations_kept=c.annotations_kept, images_kept=c.images_kept)
+                       for name, c in self.counts.items()},
             "cleaned_datasets": self.cleaned_datasets,
             "checked": self.checked,
         }
