@@ -11,12 +11,11 @@ import numpy as np
 import pycocotools.mask as mask_util
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["ImageInfo", "probe_image", "find_image", "exif_transform", "TRANSPOSING_ORIENTATIONS"]
+from ..data.image_size import TRANSPOSING_ORIENTATIONS, exif_orientation
 
-_EXIF_ORIENTATION_TAG = 0x0112
-# EXIF orientations that turn the image by 90 degrees: its displayed size is the stored one
-# transposed (Detectron2's read_image applies every orientation 2-8, as PIL's transposes).
-TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}
+__all__ = ["ImageInfo", "probe_image", "find_image", "exif_transform"]
+
+# Detectron2's read_image applies every EXIF orientation 2-8 with these PIL transposes.
 _TRANSPOSE_METHOD = {
     2: Image.FLIP_LEFT_RIGHT, 3: Image.ROTATE_180, 4: Image.FLIP_TOP_BOTTOM, 5: Image.TRANSPOSE,
     6: Image.ROTATE_270, 7: Image.TRANSVERSE, 8: Image.ROTATE_90,
@@ -68,10 +67,7 @@ def probe_image(path: str) -> ImageInfo:
     try:
         with Image.open(path) as image:
             stored = image.size
-            try:
-                orientation = int(image.getexif().get(_EXIF_ORIENTATION_TAG, 1) or 1)
-            except Exception:  # noqa: BLE001  a broken EXIF block: Detectron2 ignores it too
-                orientation = 1
+            orientation = exif_orientation(image)
             info = ImageInfo(size=stored, stored_size=stored, orientation=orientation, mode=image.mode)
             if _truncated(path, image):
                 return ImageInfo(error=f"image file {path} is truncated (it stops before its end "

@@ -1,10 +1,10 @@
-"""Config validation: unknown keys, group counts vs channels, registered names, batch size,
-dataset names; every problem in one report, each naming the key and where it came from."""
+"""Config validation: unknown keys, registered names, the model built on the meta device (group
+counts vs channels: the builders' own errors), batch size, dataset names; every problem in one
+report, each naming the key and where it came from."""
 
 import os
 
 import pytest
-import torch
 from detectron2.config import get_cfg
 
 import gn_det  # noqa: F401  (registers gn_det's modules)
