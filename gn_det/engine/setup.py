@@ -25,6 +25,8 @@ from detectron2.utils.logger import setup_logger
 from ..checkpoint.dataset_metadata import dataset_metadata_from_config, find_dataset_metadata, write_dataset_metadata
 from ..config import add_gn_config
 from ..data import prepare_dataset, register_dataset
+from ..data.coco_register import release_parsed_jsons
+from ..data.formats import DEFAULT_LABEL
 from ..model_zoo import config_file_argument, resolve_config_file
 from ..validation import add_validation_arguments, use_cleaned_datasets, validate_args_or_exit
 from ..third_party_warnings import ignore_third_party_warnings
@@ -66,6 +68,13 @@ def add_dataset_arguments(
         metavar=("NAME", "FILE", "IMAGE_DIR"),
         help=help,
     )
+    parser.add_argument(
+        "--unlabeled-class",
+        default=DEFAULT_LABEL,
+        metavar="CLASS",
+        help="the class of VIA / labelme data in which no region has a label (default: "
+        f"{DEFAULT_LABEL!r}); where other regions have labels, unlabelled ones are left out",
+    )
     return parser
 
 
@@ -106,12 +115,18 @@ def validate_and_launch(main_fn, args: argparse.Namespace):
     (config, datasets, checkpoint; exits with the whole report if the run cannot start), then
     ``launch_from_args``."""
     validate_args_or_exit(args, register_dataset=register_dataset, prepare_dataset=prepare_dataset)
+    if args.num_gpus * args.num_machines > 1:
+        release_parsed_jsons()  # each training process reads its datasets itself
     return launch_from_args(main_fn, args)
 
 
 def register_datasets_from_args(args) -> None:
+    """Register ``args.dataset``; entries validation checked come with ``args.dataset_metadata``
+    and are registered without reading their json again."""
+    metadata = getattr(args, "dataset_metadata", None) or {}
+    unlabeled_class = getattr(args, "unlabeled_class", None) or DEFAULT_LABEL
     for name, json_file, image_root in getattr(args, "dataset", None) or []:
-        register_dataset(name, json_file, image_root)
+        register_dataset(name, json_file, image_root, metadata=metadata.get(name), unlabeled_class=unlabeled_class)
 
 
 def config_file_for_weights(weights: str) -> str:
@@ -205,6 +220,8 @@ def evaluate_args_to_train_args(args) -> argparse.Namespace:
         machine_rank=args.machine_rank,
         dist_url=args.dist_url,
         skip_invalid=args.skip_invalid,
+        strict=args.strict,
+        unlabeled_class=args.unlabeled_class,
         trust_checkpoint=args.trust_checkpoint,
         no_image_check=args.no_image_check,
     )
