@@ -14,8 +14,10 @@ What ``Trainer`` changes in ``DefaultTrainer``:
   Detectron2's; the checkpointer is ``build_checkpointer``'s.
 - ``build_checkpointer``: the one place the checkpointer is made (``FineTuneCheckpointer``), for
   training, resuming and evaluation alike; it saves the run's classes in every checkpoint.
-- ``build_evaluator``: ``COCOAPEvaluator`` (all 12 COCOeval numbers, official pycocotools).
-- ``test``: also writes ``ap_report.json`` / ``ap_report.md`` into OUTPUT_DIR and logs the table.
+- ``build_evaluator``: ``COCOAPEvaluator`` (all 12 COCOeval numbers, pycocotools' numbers,
+  computed as ``TEST.COCO_EVAL`` says).
+- ``test``: also writes ``ap_report.json`` / ``ap_report.md`` (with what computed them) into
+  OUTPUT_DIR and logs the table.
 - multi-process training on CPU (Gloo): Detectron2 hands DistributedDataParallel the process's
   local rank as a GPU id, which DDP rejects for a CPU model; a CPU model is wrapped without one.
 """
@@ -38,6 +40,7 @@ from ..data.stream import build_resumable_train_loader
 from ..evaluation import (
     COCOAPEvaluator,
     build_ap_report,
+    evaluator_settings_from_config,
     format_ap_report_markdown,
     run_info_from_config,
     tasks_from_config,
@@ -80,7 +83,8 @@ class Trainer(DefaultTrainer):
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-        return COCOAPEvaluator(dataset_name, tasks=tasks_from_config(cfg), output_dir=output_folder)
+        return COCOAPEvaluator(dataset_name, tasks=tasks_from_config(cfg), output_dir=output_folder,
+                               **evaluator_settings_from_config(cfg))
 
     @classmethod
     def test(cls, cfg, model, evaluators=None, *, weights: Optional[str] = None, iteration: Optional[int] = None):
@@ -89,7 +93,12 @@ class Trainer(DefaultTrainer):
         ``weights``/``iteration`` name what was evaluated; during training they are filled in
         from the event storage (and the checkpoint saved at that iteration, if any).
         """
+        if evaluators is None and cfg.DATASETS.TEST:  # built here to read what computed the numbers
+            evaluators = [cls.build_evaluator(cfg, name) for name in cfg.DATASETS.TEST]
         results = super().test(cfg, model, evaluators)
+        evaluated_by = {}
+        for name, evaluator in zip(cfg.DATASETS.TEST, evaluators if isinstance(evaluators, list) else [evaluators]):
+            evaluated_by[name] = dict(getattr(evaluator, "evaluated_by", {}) or {})
         if comm.is_main_process() and cfg.DATASETS.TEST:
             if iteration is None:
                 with contextlib.suppress(AssertionError):  # no storage outside training
@@ -97,7 +106,7 @@ class Trainer(DefaultTrainer):
                     # step Detectron2's storage already counts MAX_ITER.
                     iteration = min(get_event_storage().iter, cfg.SOLVER.MAX_ITER - 1)
                     weights = weights or _checkpoint_at(cfg, iteration)
-            _write_report(cfg, results, weights, iteration)
+            _write_report(cfg, results, weights, iteration, evaluated_by)
         return results
 
 
@@ -157,7 +166,7 @@ def _cpu_ddp_without_device_ids(cfg):
         d2_defaults.create_ddp_model = original
 
 
-def _write_report(cfg, results, weights: Optional[str], iteration: Optional[int]) -> None:
+def _write_report(cfg, results, weights: Optional[str], iteration: Optional[int], evaluated_by=None) -> None:
     by_dataset = results if len(cfg.DATASETS.TEST) > 1 else {cfg.DATASETS.TEST[0]: results}
     report = build_ap_report(
         {name: res for name, res in by_dataset.items() if res},
@@ -166,6 +175,7 @@ def _write_report(cfg, results, weights: Optional[str], iteration: Optional[int]
         run=run_info_from_config(cfg, comm.get_world_size(), _config_file(cfg)),
         weights=weights,
         iteration=iteration,
+        evaluated_by=evaluated_by,
     )
     paths = write_ap_report(report, cfg.OUTPUT_DIR)
     logger.info(f"AP report written to {paths['json']} and {paths['markdown']}:\n\n" + format_ap_report_markdown(report))
