@@ -11,7 +11,8 @@ What ``Trainer`` changes in ``DefaultTrainer``:
 - ``build_train_loader``: Detectron2's loader over a stream that ``--resume`` continues exactly
   (same batches, same augmentations; ``gn_det.data.stream``).
 - ``build_hooks``: ``NonFiniteLossHook``, ``RNGStateHook`` and ``DataStreamHook`` first, then
-  Detectron2's; the checkpointer is ``build_checkpointer``'s.
+  Detectron2's, then ``ReplicaCheckHook`` (several processes: do all end with the same weights?);
+  the checkpointer is ``build_checkpointer``'s.
 - ``build_checkpointer``: the one place the checkpointer is made (``FineTuneCheckpointer``), for
   training, resuming and evaluation alike; it saves the run's classes in every checkpoint.
 - ``build_evaluator``: ``COCOAPEvaluator`` (all 12 COCOeval numbers, pycocotools' numbers,
@@ -47,6 +48,7 @@ from ..evaluation import (
     write_ap_report,
 )
 from .hooks import DataStreamHook, NonFiniteLossHook, RNGStateHook
+from .replica_check import ReplicaCheckHook
 from .setup import argument_parser, setup, validate_and_launch
 
 __all__ = ["Trainer", "train_net_main", "evaluate_checkpoint", "invoke_main"]
@@ -71,7 +73,8 @@ class Trainer(DefaultTrainer):
         self.checkpointer = self.build_checkpointer(self.cfg, self._trainer.model, trainer=weakref.proxy(self))
         # First: stop at a NaN/Inf loss before its optimizer step and check the weights before
         # each periodic save; keep RNG states and the data stream's position in checkpoints.
-        return [NonFiniteLossHook(), RNGStateHook(), DataStreamHook()] + super().build_hooks()
+        # Last: once the final checkpoint is written, compare every process's weights.
+        return [NonFiniteLossHook(), RNGStateHook(), DataStreamHook()] + super().build_hooks() + [ReplicaCheckHook()]
 
     @classmethod
     def build_checkpointer(cls, cfg, model, **checkpointables):
