@@ -36,6 +36,7 @@ __all__ = [
     "IMAGE_SIZES",
     "write_split",
     "split_paths",
+    "scaled_spec",
 ]
 
 GENERATOR_VERSION = 1
@@ -232,6 +233,16 @@ def _images(rng: np.random.Generator, spec: CocoSizeSpec, id_offset: int) -> Lis
     ids = np.sort(rng.choice(np.arange(1, 4 * spec.num_images + 1), size=spec.num_images, replace=False)) + id_offset
     return [{"id": int(i), "file_name": f"{int(i):012d}.jpg", "width": int(sizes[c][0]),
              "height": int(sizes[c][1])} for i, c in zip(ids, chosen)]
+
+
+def scaled_spec(spec: CocoSizeSpec, root: str, scale: float) -> Tuple[CocoSizeSpec, str]:
+    """``spec`` at ``scale`` of its size and the root it lives under: ``root`` itself at full
+    size, ``root/scale_<scale>`` otherwise (same file names, so Detectron2's builtin names work)."""
+    if scale <= 0:
+        raise ValueError(f"scale must be > 0, got {scale}")
+    if scale == 1.0:
+        return spec, root
+    return spec.scaled(scale), os.path.join(root, f"scale_{scale:g}")
 
 
 def split_paths(root: str, split: str) -> Tuple[str, str]:
