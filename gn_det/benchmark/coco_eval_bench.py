@@ -11,8 +11,8 @@ evaluate / accumulate / summarize, the 12 numbers and per-category AP), one task
   before, and the reference every other row is compared with;
 - ``detectron2``: Detectron2's own ``COCOEvaluator`` as it comes (``COCOeval_opt``), the floor
   (it reports the six AP numbers only);
-- ``gn_det``, ``gn_det-wN``: gn_det's ``COCOAPEvaluator`` (``TEST.COCO_EVAL.IMPL gn_det``)
-  with N worker processes;
+- ``gn_det``: gn_det's ``COCOAPEvaluator`` as configured by default (``TEST.COCO_EVAL.IMPL
+  gn_det``, ``WORKERS 0``: one process per core, at most 8); ``gn_det-wN``: with N processes;
 - ``faster_coco_eval`` (only if the package is installed): its ``COCOeval_faster`` on the same
   results, loadRes to summarize (no Detectron2 evaluator around it).
 
@@ -158,7 +158,8 @@ def _variants(names: List[str]) -> List[tuple]:
         if implementation not in IMPLEMENTATIONS:
             raise ValueError(f"--implementations: {name!r}; valid: {', '.join(IMPLEMENTATIONS)} "
                              "(gn_det-wN: N worker processes)")
-        out.append((name, implementation, int(workers or 1)))
+        # "gn_det" alone is the default setting (WORKERS 0: one process per core).
+        out.append((name, implementation, int(workers) if workers else (0 if implementation == "gn_det" else 1)))
     return out
 
 
@@ -243,8 +244,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where the generated data lives (made once, reused; default output/coco_scale)")
     parser.add_argument("--tasks", nargs="+", default=["bbox", "segm"], choices=["bbox", "segm"])
     parser.add_argument("--implementations", nargs="+",
-                        default=["pycocotools", "detectron2", "gn_det", "gn_det-w2", "faster_coco_eval"],
-                        help="any of pycocotools detectron2 gn_det gn_det-wN faster_coco_eval")
+                        default=["pycocotools", "detectron2", "gn_det-w1", "gn_det", "faster_coco_eval"],
+                        help="any of pycocotools detectron2 gn_det (default WORKERS: one per core) gn_det-wN "
+                             "faster_coco_eval")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of val2017's size (1.0: 5,000 images)")
     parser.add_argument("--output", help="write the numbers as JSON to this path")

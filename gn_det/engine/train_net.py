@@ -99,9 +99,11 @@ class Trainer(DefaultTrainer):
         if evaluators is None and cfg.DATASETS.TEST:  # built here to read what computed the numbers
             evaluators = [cls.build_evaluator(cfg, name) for name in cfg.DATASETS.TEST]
         results = super().test(cfg, model, evaluators)
-        evaluated_by = {}
+        evaluated_by, num_images = {}, {}
         for name, evaluator in zip(cfg.DATASETS.TEST, evaluators if isinstance(evaluators, list) else [evaluators]):
             evaluated_by[name] = dict(getattr(evaluator, "evaluated_by", {}) or {})
+            if getattr(evaluator, "num_images", None) is not None:
+                num_images[name] = evaluator.num_images
         if comm.is_main_process() and cfg.DATASETS.TEST:
             if iteration is None:
                 with contextlib.suppress(AssertionError):  # no storage outside training
@@ -109,7 +111,7 @@ class Trainer(DefaultTrainer):
                     # step Detectron2's storage already counts MAX_ITER.
                     iteration = min(get_event_storage().iter, cfg.SOLVER.MAX_ITER - 1)
                     weights = weights or _checkpoint_at(cfg, iteration)
-            _write_report(cfg, results, weights, iteration, evaluated_by)
+            _write_report(cfg, results, weights, iteration, evaluated_by, num_images)
         return results
 
 
@@ -169,12 +171,19 @@ def _cpu_ddp_without_device_ids(cfg):
         d2_defaults.create_ddp_model = original
 
 
-def _write_report(cfg, results, weights: Optional[str], iteration: Optional[int], evaluated_by=None) -> None:
+def _write_report(cfg, results, weights: Optional[str], iteration: Optional[int], evaluated_by=None,
+                  num_images=None) -> None:
     by_dataset = results if len(cfg.DATASETS.TEST) > 1 else {cfg.DATASETS.TEST[0]: results}
+    # The evaluator knows its image count; loading the dataset again just to count it took
+    # seconds per evaluation at COCO size (Detectron2's catalog does not cache).
+    num_images = dict(num_images or {})
+    for name in by_dataset:
+        if name not in num_images:
+            num_images[name] = len(DatasetCatalog.get(name))
     report = build_ap_report(
         {name: res for name, res in by_dataset.items() if res},
         class_names={n: MetadataCatalog.get(n).get("thing_classes") for n in by_dataset},
-        num_images={n: len(DatasetCatalog.get(n)) for n in by_dataset},
+        num_images=num_images,
         run=run_info_from_config(cfg, comm.get_world_size(), _config_file(cfg)),
         weights=weights,
         iteration=iteration,

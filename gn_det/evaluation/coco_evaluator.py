@@ -75,6 +75,11 @@ class COCOAPEvaluator(COCOEvaluator):
             self._logger.warning(f"COCO evaluation: {implementation!r} needs detectron2._C's COCOeval_opt, "
                                  "which this Detectron2 build lacks; using pycocotools")
 
+    @property
+    def num_images(self) -> int:
+        """Images of the evaluated dataset (its COCO json's ``images``)."""
+        return len(self._coco_api.imgs)
+
     def _eval_predictions(self, predictions, img_ids=None):
         """Detectron2's ``_eval_predictions`` (category ids back to the dataset's, the results
         json, one COCO evaluation per task), evaluating with ``self.implementation``."""

@@ -49,6 +49,6 @@ def test_differences_from_pycocotools_count_every_number_both_have():
 
 def test_implementation_names_with_worker_counts():
     assert _variants(["gn_det", "gn_det-w4", "detectron2"]) == [
-        ("gn_det", "gn_det", 1), ("gn_det-w4", "gn_det", 4), ("detectron2", "detectron2", 1)]
+        ("gn_det", "gn_det", 0), ("gn_det-w4", "gn_det", 4), ("detectron2", "detectron2", 1)]
     with pytest.raises(ValueError, match="'fast'; valid: pycocotools, detectron2, gn_det, faster_coco_eval"):
         _variants(["fast"])
