@@ -12,12 +12,12 @@ evaluate / accumulate / summarize, the 12 numbers and per-category AP), one task
 - ``detectron2``: Detectron2's own ``COCOEvaluator`` as it comes (``COCOeval_opt``), the floor
   (it reports the six AP numbers only);
 - ``gn_det``: gn_det's ``COCOAPEvaluator`` as configured by default (``TEST.COCO_EVAL.IMPL
-  gn_det``, ``WORKERS 0``: one process per core, at most 8); ``gn_det-wN``: with N processes;
+  gn_det``, ``WORKERS 0``: half the cores, at most 8, 1 below 4); ``gn_det-wN``: N processes;
 - ``faster_coco_eval`` (only if the package is installed): its ``COCOeval_faster`` on the same
   results, loadRes to summarize (no Detectron2 evaluator around it).
 
-Every run is a fresh process (peak RSS from the benchmark's meter); runs are interleaved, in an
-order rotated every repeat. Wall time, CPU time (the process and its worker processes) and the
+Every run is a fresh process (peak RSS from the benchmark's meter, plus the largest worker
+process's peak where there are workers); runs are interleaved, in an order rotated every repeat. Wall time, CPU time (the process and its worker processes) and the
 ratio to ``detectron2`` in the same repeat; every run's 12 numbers and per-category AP are
 compared with the ``pycocotools`` run's (max |difference| in AP points).
 """
@@ -136,8 +136,9 @@ def evaluate_once(meter, implementation: str, workers: int, task: str, json_file
         who = ("Detectron2 COCOEvaluator (COCOeval_opt)" if implementation == "detectron2"
                else evaluator.evaluated_by.get(task))
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # ru_maxrss of the children: the largest worker process's peak (KiB on Linux), 0 without any.
     return {"wall_s": wall, "cpu_s": cpu + children.ru_utime + children.ru_stime, "stats": stats,
-            "per_category": per_category, "evaluated_by": who}
+            "per_category": per_category, "evaluated_by": who, "worker_peak_rss_mib": children.ru_maxrss / 1024}
 
 
 def _max_difference(run: Dict, reference: Dict) -> float:
@@ -211,7 +212,8 @@ def _summarize(runs: Dict, variants) -> Dict:
         floor = by_name.get("detectron2")
         rows = {}
         for name, measured in by_name.items():
-            row = {key: statistics.median(m[key] for m in measured) for key in ("wall_s", "cpu_s", "peak_rss_mib")}
+            row = {key: statistics.median(m.get(key, 0) for m in measured)
+                   for key in ("wall_s", "cpu_s", "peak_rss_mib", "worker_peak_rss_mib")}
             row["evaluated_by"] = measured[0]["evaluated_by"]
             if floor:
                 row["wall_vs_detectron2"] = statistics.median(m["wall_s"] / f["wall_s"] for m, f in zip(measured, floor))
@@ -227,13 +229,17 @@ def format_markdown(result: Dict) -> str:
     lines = []
     for task, rows in result["summary"].items():
         lines += [f"\n{task}: median of {result['repeats']} (ratios: same repeat, to Detectron2's default)", "",
-                  "| implementation | wall s | CPU s | wall × detectron2 | CPU × detectron2 | peak RSS MiB | max \\|Δ\\| vs pycocotools (AP points) |",
+                  "| implementation | wall s | CPU s | wall × detectron2 | CPU × detectron2 | peak RSS MiB (largest worker) | max \\|Δ\\| vs pycocotools (AP points) |",
                   "|---|---:|---:|---:|---:|---:|---:|"]
         for name, r in rows.items():
             diff = r.get("max_abs_diff_vs_pycocotools")
-            lines.append(f"| {name} | {r['wall_s']:.2f} | {r['cpu_s']:.2f} | {r.get('wall_vs_detectron2', float('nan')):.2f} | "
-                         f"{r.get('cpu_vs_detectron2', float('nan')):.2f} | {r['peak_rss_mib']:.0f} | "
-                         f"{'n/a' if diff is None else f'{diff:.2g}'} |")
+            memory = f"{r['peak_rss_mib']:.0f}"
+            if r.get("worker_peak_rss_mib"):
+                memory += f" ({r['worker_peak_rss_mib']:.0f})"
+            cells = [f"{r['wall_s']:.2f}", f"{r['cpu_s']:.2f}", f"{r.get('wall_vs_detectron2', float('nan')):.2f}",
+                     f"{r.get('cpu_vs_detectron2', float('nan')):.2f}", memory,
+                     "n/a" if diff is None else f"{diff:.2g}"]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     before, after = result["load_average_before"], result["load_average_after"]
     lines.append(f"\nLoad average (1 min) before {before[0]:.2f}, after {after[0]:.2f}.")
     return "\n".join(lines)
@@ -244,7 +250,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where the generated data lives (made once, reused; default output/coco_scale)")
     parser.add_argument("--tasks", nargs="+", default=["bbox", "segm"], choices=["bbox", "segm"])
     parser.add_argument("--implementations", nargs="+",
-                        default=["pycocotools", "detectron2", "gn_det-w1", "gn_det", "faster_coco_eval"],
+                        default=["pycocotools", "detectron2", "gn_det", "gn_det-w2", "faster_coco_eval"],
                         help="any of pycocotools detectron2 gn_det (default WORKERS: one per core) gn_det-wN "
                              "faster_coco_eval")
     parser.add_argument("--repeats", type=int, default=2)

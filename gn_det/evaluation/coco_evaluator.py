@@ -56,7 +56,8 @@ class COCOAPEvaluator(COCOEvaluator):
         implementation: ``"gn_det"`` (default; Detectron2's C++ core with gn_det's fast path),
             ``"detectron2"`` (``COCOeval_opt``) or ``"pycocotools"`` (the official
             ``COCOeval``). All give pycocotools' numbers; ``evaluated_by[task]`` says which ran.
-        workers: processes for ``"gn_det"`` (0: one per core, at most 8; fewer for few results).
+        workers: processes for ``"gn_det"`` (0: half the cores, at most 8, 1 below 4 cores; 1
+            for few results).
         use_fast_impl: Detectron2's flag, still accepted: True means ``"detectron2"``, False
             ``"pycocotools"``.
     """
