@@ -234,7 +234,7 @@ def format_markdown(result: Dict) -> str:
         for name, r in rows.items():
             diff = r.get("max_abs_diff_vs_pycocotools")
             memory = f"{r['peak_rss_mib']:.0f}"
-            if r.get("worker_peak_rss_mib"):
+            if r.get("worker_peak_rss_mib") and "processes" in (r.get("evaluated_by") or ""):
                 memory += f" ({r['worker_peak_rss_mib']:.0f})"
             cells = [f"{r['wall_s']:.2f}", f"{r['cpu_s']:.2f}", f"{r.get('wall_vs_detectron2', float('nan')):.2f}",
                      f"{r.get('cpu_vs_detectron2', float('nan')):.2f}", memory,
