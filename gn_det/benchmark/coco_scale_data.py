@@ -290,20 +290,21 @@ def _write_images(image_dir: str, images: List[Dict]) -> int:
     sources_dir = os.path.join(os.path.dirname(image_dir), "_image_sizes")
     os.makedirs(sources_dir, exist_ok=True)
     os.makedirs(image_dir, exist_ok=True)
-    links: Dict[Tuple[int, int], List] = {}
+    links: Dict[Tuple[int, int], Tuple[str, int]] = {}  # size -> (current source file, its links)
+    sources = 0
     for image in images:
         size = (image["width"], image["height"])
-        source, used = links.get(size, (None, _MAX_HARD_LINKS))
-        if used >= _MAX_HARD_LINKS:
-            source = os.path.join(sources_dir, f"{size[0]}x{size[1]}_{len([k for k in os.listdir(sources_dir) if k.startswith(f'{size[0]}x{size[1]}_')])}.jpg")
+        source, used = links.get(size, ("", _MAX_HARD_LINKS))
+        if used >= _MAX_HARD_LINKS:  # first image of this size, or the file has enough links
+            source = os.path.join(sources_dir, f"{os.path.basename(image_dir)}_{size[0]}x{size[1]}_{sources}.jpg")
             Image.new("RGB", size, (124, 116, 104)).save(source, quality=75)
-            used = 0
+            sources, used = sources + 1, 0
         target = os.path.join(image_dir, image["file_name"])
         if os.path.lexists(target):
             os.remove(target)
         os.link(source, target)
         links[size] = (source, used + 1)
-    return len({s for s, _ in links.values()})
+    return sources
 
 
 def write_split(root: str, spec: CocoSizeSpec, log=print) -> Dict:
