@@ -281,7 +281,7 @@ def format_markdown(result: Dict) -> str:
                   "| command | training starts s | first iteration done s | × D2 | peak PSS MiB (process tree) | × D2 |",
                   "|---|---:|---:|---:|---:|---:|"]
         for name, rows in result["startup"].items():
-            d2 = result["startup"][name.replace("gn_det", "detectron2", 1)] if name.startswith("gn_det") else rows
+            d2 = result["startup"].get(name.replace("gn_det", "detectron2", 1), rows) if name.startswith("gn_det") else rows
             first, d2_first = _median(rows, "first_iteration_s"), _median(d2, "first_iteration_s")
             pss, d2_pss = _median(rows, "peak_pss_mib"), _median(d2, "peak_pss_mib")
             ratio = f"{first / d2_first:.2f}" if first and d2_first else "n/a"
@@ -313,6 +313,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--parts", nargs="+", default=["dataset", "startup"], choices=["dataset", "startup"])
     parser.add_argument("--processes", nargs="+", type=int, default=[1, 2],
                         help="--num-gpus values of the start-up runs (CPU processes; default 1 2)")
+    parser.add_argument("--multi-process-scale", type=float,
+                        help="run the start-up rows with more than one process at this fraction of the size "
+                             "(e.g. 0.25 where memory is short: each process loads the whole dataset)")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per start-up run")
     parser.add_argument("--mask-format", default="polygon", choices=["polygon", "bitmask"],
@@ -333,8 +336,21 @@ def run(args: argparse.Namespace) -> Dict:
     if "dataset" in args.parts:
         result["dataset"] = _dataset_rows(json_file, image_root, work, args.repeats, args.mask_format)
     if "startup" in args.parts:
-        result["startup"] = _startup_rows(root, json_file, image_root, work, args.repeats, args.processes,
-                                          args.timeout, args.mask_format)
+        single = [n for n in args.processes if n == 1 or args.multi_process_scale is None]
+        if single:
+            result["startup"] = _startup_rows(root, json_file, image_root, work, args.repeats, single,
+                                              args.timeout, args.mask_format)
+        several = [n for n in args.processes if n not in single]
+        if several:  # at a smaller size, where the machine lacks the memory of several full loads
+            spec_m, root_m = scaled_spec(TRAIN2017, args.dir, args.scale * args.multi_process_scale)
+            data_m = write_split(root_m, spec_m)
+            json_m, images_m = split_paths(root_m, spec_m.split)
+            work_m = os.path.join(root_m, "startup_runs")
+            os.makedirs(work_m, exist_ok=True)
+            rows = _startup_rows(root_m, json_m, images_m, work_m, args.repeats, several, args.timeout,
+                                 args.mask_format)
+            label = f" at {args.multi_process_scale:g} of the size ({data_m['images']} images)"
+            result.setdefault("startup", {}).update({name + label: r for name, r in rows.items()})
     result["load_after"] = [round(v, 2) for v in os.getloadavg()]
     print(format_markdown(result))
     if args.output:
