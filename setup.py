@@ -5,6 +5,7 @@ its upstream source first (docs/install.md). The pins live in gn_det/environment
 because ``import gn_det`` cannot work there.
 """
 import os
+import runpy
 import subprocess
 import sys
 
@@ -32,10 +33,18 @@ if _INSTALL_COMMANDS.intersection(sys.argv[1:]) and not _detectron2_importable()
     sys.exit("error: " + env.detectron2_missing_message())
 
 
+# GN_DET_NO_CPU_KERNELS=1 builds gn_det without its C++ kernels (no compiler run: a pure-Python
+# wheel), e.g. for a quick install check; the fused op then runs on PyTorch's kernels.
+NO_CPU_KERNELS_ENV = "GN_DET_NO_CPU_KERNELS"
+
+
 def _cpu_kernel_extension():
     """gn_det._C: the fused GroupNorm+ReLU CPU kernels (gn_det/csrc). Optional: without a C++
     compiler (or torch in the build environment) gn_det installs without it and the fused op
     runs on PyTorch's own kernels (``gn_det.layers.cpu_kernels_available()`` says which)."""
+    if os.environ.get(NO_CPU_KERNELS_ENV, "") not in ("", "0"):
+        print(f"{NO_CPU_KERNELS_ENV} is set: building gn_det without its CPU kernels", file=sys.stderr)
+        return [], {}
     try:
         from torch.utils.cpp_extension import BuildExtension, CppExtension
     except ImportError:
@@ -63,6 +72,8 @@ def _cpu_kernel_extension():
 
 
 _EXT_MODULES, _CMDCLASS = _cpu_kernel_extension()
+# The commands (gn-det-train, ...): one list, in gn_det/cli/__init__.py (plain data, no imports).
+_CONSOLE_SCRIPTS = runpy.run_path(os.path.join(HERE, "gn_det", "cli", "__init__.py"))["CONSOLE_SCRIPTS"]
 
 setup(
     name="gn_det",
@@ -72,6 +83,11 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
     packages=find_packages(include=["gn_det", "gn_det.*"]),
+    # The configs ship inside the package (the repository's configs/ links to gn_det/configs/):
+    # gn_det.model_zoo finds them with importlib.resources. They are data, not modules: the .py
+    # ones are LazyConfig files that LazyConfig.load executes.
+    package_data={"gn_det": ["configs/*.yaml", "configs/**/*.yaml", "configs/**/*.py"]},
+    entry_points={"console_scripts": [f"{name}={target}" for name, target in _CONSOLE_SCRIPTS.items()]},
     install_requires=[
         # A matching pair: torchvision's compiled ops (nms, roi_align) need exactly this torch.
         f"torch=={env.TORCH_VERSION}",
@@ -87,8 +103,9 @@ setup(
     extras_require={
         # pytest-xdist: scripts/test.sh runs the suite on every core (`-n auto`).
         "test": ["pytest>=7", "pytest-xdist>=3"],
-        # onnxruntime runs exported ONNX models (tools/export_model.py verifies with it).
-        "export": ["onnx", "onnxruntime"],
+        # onnxruntime runs exported ONNX models (tools/export_model.py verifies with it);
+        # onnxscript is what torch.onnx's torch.export-based exporter (dynamo=True) translates with.
+        "export": ["onnx", "onnxscript", "onnxruntime"],
     },
     ext_modules=_EXT_MODULES,
     cmdclass=_CMDCLASS,

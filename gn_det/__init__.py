@@ -12,6 +12,7 @@ from .config import add_gn_config  # noqa: E402
 from . import layers  # noqa: E402,F401
 from . import modeling  # noqa: E402,F401  (registers backbones and heads)
 from . import data  # noqa: E402,F401  (registers the embedded datasets)
+from . import model_zoo  # noqa: E402,F401  (gn_det's configs, as installed)
 
 __version__ = "0.1.0"
-__all__ = ["add_gn_config", "layers", "modeling", "data", "__version__"]
+__all__ = ["add_gn_config", "layers", "modeling", "data", "model_zoo", "__version__"]

@@ -29,14 +29,17 @@ THIRD_PARTY_WARNINGS: List[Tuple[type, str, str]] = [
     (DeprecationWarning, r"The 'warn' method is deprecated",
      "Detectron2's COCOEvaluator logs 'No predictions from the model!' with Logger.warn"),
     (DeprecationWarning, r"`torch\.jit\.script` is deprecated",
-     "Detectron2 scripts some of its layers at import"),
+     "Detectron2 scripts some of its layers at import (detectron2/layers/batch_norm.py) and its "
+     "script_if_tracing helpers while tracing. gn_det's own TorchScript calls, made only when "
+     "TorchScript is asked for by name, are handled in gn_det.export.torchscript_on_purpose"),
     (UserWarning, r"pkg_resources is deprecated",
      "detectron2.model_zoo imports pkg_resources (hence setuptools<81)"),
-    (DeprecationWarning, r"`torch\.jit\.(trace|trace_method|save|load)` is deprecated",
-     "Detectron2's export paths (TracingAdapter + torch.jit.trace, scripting_with_instances) "
-     "write TorchScript, which is what LibTorch deployments load; torch 2.13 marks it deprecated"),
-    (DeprecationWarning, r"The feature will be removed\. Please remove usage of this function",
-     "torch.onnx's TorchScript-based exporter calls its own deprecated setup_onnx_logging"),
+    (FutureWarning, r"`create_unbacked_symint` is deprecated",
+     "torchvision's fake kernel for torchvision::nms (torchvision/_meta_registrations.py), which "
+     "torch.export runs to size NMS's output"),
+    (FutureWarning, r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+     "torch.onnx's dynamo exporter copies torch.export's pytree specs while it decomposes the "
+     "program (torch-internal)"),
     (UserWarning, r"Exporting aten..index operator of advanced indexing in opset",
      "torch.onnx, for Detectron2's box/mask indexing; tools/export_model.py verifies the "
      "onnxruntime outputs against the eager model, so a wrong graph fails loudly there"),
@@ -47,6 +50,10 @@ THIRD_PARTY_WARNINGS: List[Tuple[type, str, str]] = [
 THIRD_PARTY_LOG_WARNINGS: List[Tuple[str, str, str]] = [
     ("torch.fx._symbolic_trace", "is_fx_tracing will return true for both",
      "Detectron2's ROIPooler asks torch.fx's is_fx_tracing(), which torch 2.13 logs about once"),
+    ("torch._export.serde.serialize", "Symbol %s did not appear in the graph that was deserialized",
+     "torch.export.load of a program with data-dependent sizes (Detectron2's NMS and score "
+     "filtering): torch saved value ranges of intermediate symbols that no graph input or output "
+     "carries; the program runs the same (gn_det.export.verify compares it with the eager model)"),
 ]
 
 

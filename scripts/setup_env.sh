@@ -114,7 +114,7 @@ kernels_current() {
 }
 
 if (cd /tmp && $PY -c "import gn_det, os, sys; sys.exit(os.path.dirname(os.path.dirname(gn_det.__file__)) != sys.argv[1])" "$REPO" 2>/dev/null) \
-   && $PY -c "import pytest, xdist, pycocotools, cv2, fvcore, onnx, onnxruntime" 2>/dev/null && kernels_current; then
+   && $PY -c "import pytest, xdist, pycocotools, cv2, fvcore, onnx, onnxscript, onnxruntime" 2>/dev/null && kernels_current; then
   say "gn_det already installed (editable) from $REPO"
 else
   # The export extra too: the tests run exported ONNX models in onnxruntime.

@@ -1,39 +1,8 @@
 #!/usr/bin/env python3
-"""Compare runs: one Markdown table of their ap_report.json side by side, and a PNG plot of AP
-against a run setting, one line per value of another (default: AP vs images per GPU, per norm).
+"""``gn-det-compare`` from a clone: the command line is gn_det/cli/compare.py (``--help`` shows it)."""
+import sys
 
-    python3 tools/compare.py output/gn output/bn --plot compare.png
-    python3 tools/compare.py output/* --x ims_per_gpu --group norm.backbone --plot ap_vs_batch.png
-"""
-import argparse
-
-from gn_det.evaluation import comparison_markdown, load_runs, plot_comparison
-
-
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", metavar="RUN", help="output directories (or ap_report.json files)")
-    parser.add_argument("--dataset", default=None, help="dataset to compare (default: the first all runs share)")
-    parser.add_argument("--plot", default="", metavar="PNG", help="write the plot here")
-    parser.add_argument("--x", default="ims_per_gpu", help="setting on the x axis (e.g. ims_per_gpu, iteration, num_groups)")
-    parser.add_argument("--group", default="norm.backbone", help="setting that makes one line per value")
-    parser.add_argument("--metrics", nargs="+", default=["bbox/AP", "segm/AP"], help="TASK/METRIC to plot")
-    parser.add_argument("--output", default="", metavar="MD", help="also write the table to this file")
-    args = parser.parse_args()
-    try:
-        runs = load_runs(args.runs)
-        table = comparison_markdown(runs, args.dataset)
-        if args.plot:
-            plot_comparison(runs, args.plot, x=args.x, group=args.group, metrics=args.metrics, dataset=args.dataset)
-    except (ValueError, FileNotFoundError) as e:
-        parser.error(str(e))
-    print(table)
-    if args.output:
-        with open(args.output, "w") as f:
-            f.write(table)
-    if args.plot:
-        print(f"plot written to {args.plot}")
-
+from gn_det.cli.compare import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,28 +1,8 @@
 #!/usr/bin/env python3
-"""COCO box and mask AP of a checkpoint on a dataset; writes ap_report.json and ap_report.md.
+"""``gn-det-evaluate`` from a clone: the command line is gn_det/cli/evaluate.py (``--help`` shows it)."""
+import sys
 
-    python3 tools/evaluate.py --weights output/main/model_final.pth --dataset-name gn_det_shapes_val
-    python3 tools/evaluate.py --weights W.pth --config-file CFG --coco-json val.json --image-root imgs/
-
-Same as ``tools/train_net.py --eval-only``, with the dataset given directly. A custom dataset
-the checkpoint's run registered with ``--dataset`` is found again by name (its
-``dataset_metadata.json``).
-"""
-import gn_det  # noqa: F401  registers gn_det's models and datasets
-
-from gn_det.engine import (
-    evaluate_args_to_train_args,
-    evaluate_argument_parser,
-    train_net_main,
-    validate_and_launch,
-)
-
+from gn_det.cli.evaluate import main
 
 if __name__ == "__main__":
-    parser = evaluate_argument_parser()
-    cli = parser.parse_args()
-    try:
-        args = evaluate_args_to_train_args(cli)
-    except (ValueError, FileNotFoundError) as e:
-        parser.error(str(e))
-    validate_and_launch(train_net_main, args)
+    sys.exit(main())

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..layers import group_norm_act
+from ..model_zoo import config_file_argument
 from .memory import PeakMemory, measure_in_fresh_process
 from .timing import TIMERS, interleaved
 
@@ -424,7 +425,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rois", type=int, default=512, help="RoIs in the box-head comparison")
     parser.add_argument("--skip-layers", action="store_true", help="skip the per-layer table")
     parser.add_argument(
-        "--model-config", default="", help="a gn_det YAML: compare the whole model instead of the box head"
+        "--model-config", default="", type=config_file_argument,
+        help="a gn_det YAML (a file, or an installed config's name): compare the whole model instead of the box head"
     )
     parser.add_argument("--image-size", type=int, default=512, help="with --model-config")
     parser.add_argument("--images", type=int, default=2, help="with --model-config")

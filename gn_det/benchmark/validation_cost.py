@@ -120,13 +120,12 @@ def bench_save(root: str, repeats: int = 4) -> Dict:
     from detectron2.modeling import build_model
 
     import gn_det  # noqa: F401  registers the modules the config names
-    from gn_det import add_gn_config
+    from gn_det import add_gn_config, model_zoo
     from gn_det.checkpoint import SafeDetectionCheckpointer
 
     cfg = get_cfg()
     add_gn_config(cfg)
-    config = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "Base-GN-RCNN-FPN.yaml")
-    cfg.merge_from_file(config)
+    cfg.merge_from_file(model_zoo.get_config_file("Base-GN-RCNN-FPN.yaml"))
     cfg.merge_from_list(["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", "MODEL.MASK_ON", "True"])
     model = build_model(cfg)
     size = sum(v.numel() * v.element_size() for v in model.state_dict().values()) / 2**20

@@ -9,8 +9,7 @@ import os
 from typing import Dict, Tuple
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.data.datasets import load_coco_json
-
+from .coco_register import load_registered_coco, uses_registered_loader
 from .shapes import SHAPE_CLASSES, ShapesSpec, generate_shapes_split, split_dir
 
 __all__ = [
@@ -74,9 +73,10 @@ def register_shapes_dataset(name: str, spec: ShapesSpec, root: str = None) -> No
 
     def load():
         prepare_dataset(name)
-        return load_coco_json(json_file, image_root, name)
+        return load_registered_coco(json_file, image_root, name)
 
     DatasetCatalog.register(name, load)
+    uses_registered_loader(name, json_file)
     MetadataCatalog.get(name).set(
         json_file=json_file,
         image_root=image_root,

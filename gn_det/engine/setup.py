@@ -25,10 +25,14 @@ from detectron2.utils.logger import setup_logger
 from ..checkpoint.dataset_metadata import dataset_metadata_from_config, find_dataset_metadata, write_dataset_metadata
 from ..config import add_gn_config
 from ..data import prepare_dataset, register_dataset
+from ..data.coco_register import release_parsed_jsons
+from ..data.formats import DEFAULT_LABEL
+from ..model_zoo import config_file_argument, resolve_config_file
 from ..validation import add_validation_arguments, use_cleaned_datasets, validate_args_or_exit
 from ..third_party_warnings import ignore_third_party_warnings
 
 __all__ = [
+    "accept_packaged_configs",
     "argument_parser",
     "add_dataset_arguments",
     "evaluate_argument_parser",
@@ -64,12 +68,33 @@ def add_dataset_arguments(
         metavar=("NAME", "FILE", "IMAGE_DIR"),
         help=help,
     )
+    parser.add_argument(
+        "--unlabeled-class",
+        default=DEFAULT_LABEL,
+        metavar="CLASS",
+        help="the class of VIA / labelme data in which no region has a label (default: "
+        f"{DEFAULT_LABEL!r}); where other regions have labels, unlabelled ones are left out",
+    )
+    return parser
+
+
+def accept_packaged_configs(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Make ``--config-file`` take, besides a local file, the name of a config installed with
+    gn_det (``gn_det.model_zoo``: ``Synthetic/mask_rcnn_R_18_FPN_gn_scratch.yaml``, or the
+    repository's ``configs/...`` path), so the commands work from any directory."""
+    action = parser._option_string_actions["--config-file"]
+    action.type = config_file_argument
+    action.help = (action.help or "path to config file") + (
+        "; a name of gn_det's installed configs (gn_det.model_zoo.list_configs()) works from any directory"
+    )
     return parser
 
 
 def argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentParser:
-    """Detectron2's ``default_argument_parser`` plus ``--dataset NAME FILE IMAGE_DIR``."""
-    return add_validation_arguments(add_dataset_arguments(default_argument_parser(epilog)))
+    """Detectron2's ``default_argument_parser`` plus ``--dataset NAME FILE IMAGE_DIR``; its
+    ``--config-file`` also takes gn_det's installed configs by name (``.yaml`` or ``.py``)."""
+    parser = add_validation_arguments(add_dataset_arguments(default_argument_parser(epilog)))
+    return accept_packaged_configs(parser)
 
 
 def launch_from_args(main_fn, args: argparse.Namespace):
@@ -90,12 +115,18 @@ def validate_and_launch(main_fn, args: argparse.Namespace):
     (config, datasets, checkpoint; exits with the whole report if the run cannot start), then
     ``launch_from_args``."""
     validate_args_or_exit(args, register_dataset=register_dataset, prepare_dataset=prepare_dataset)
+    if args.num_gpus * args.num_machines > 1:
+        release_parsed_jsons()  # each training process reads its datasets itself
     return launch_from_args(main_fn, args)
 
 
 def register_datasets_from_args(args) -> None:
+    """Register ``args.dataset``; entries validation checked come with ``args.dataset_metadata``
+    and are registered without reading their json again."""
+    metadata = getattr(args, "dataset_metadata", None) or {}
+    unlabeled_class = getattr(args, "unlabeled_class", None) or DEFAULT_LABEL
     for name, json_file, image_root in getattr(args, "dataset", None) or []:
-        register_dataset(name, json_file, image_root)
+        register_dataset(name, json_file, image_root, metadata=metadata.get(name), unlabeled_class=unlabeled_class)
 
 
 def config_file_for_weights(weights: str) -> str:
@@ -134,8 +165,9 @@ def evaluate_argument_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--weights", required=True, metavar="PTH", help="checkpoint to evaluate")
-    parser.add_argument("--config-file", default="", metavar="FILE",
-                        help="config of the checkpoint (default: config.yaml next to --weights)")
+    parser.add_argument("--config-file", default="", metavar="FILE", type=config_file_argument,
+                        help="config of the checkpoint (default: config.yaml next to --weights); "
+                        "a local YAML or the name of one of gn_det's installed configs")
     parser.add_argument("--dataset-name", default="",  metavar="NAME",
                         help="dataset to evaluate on: registered, or one the checkpoint's run was "
                         "trained/tested on (its dataset_metadata.json); or the name for --coco-json")
@@ -156,6 +188,11 @@ def evaluate_argument_parser() -> argparse.ArgumentParser:
 
 def evaluate_args_to_train_args(args) -> argparse.Namespace:
     """Translate ``tools/evaluate.py``'s arguments into ``train_net_main``'s (``--eval-only``)."""
+    if (args.config_file or "").endswith(".py"):
+        raise ValueError(
+            f"--config-file {args.config_file} is a LazyConfig (.py); evaluate it with gn-det-train "
+            "--config-file CFG.py --eval-only train.init_checkpoint=WEIGHTS (tools/train_net.py)"
+        )
     datasets = list(args.dataset or [])
     if args.coco_json or args.image_root:
         if not (args.coco_json and args.image_root):
@@ -183,17 +220,26 @@ def evaluate_args_to_train_args(args) -> argparse.Namespace:
         machine_rank=args.machine_rank,
         dist_url=args.dist_url,
         skip_invalid=args.skip_invalid,
+        strict=args.strict,
+        unlabeled_class=args.unlabeled_class,
         trust_checkpoint=args.trust_checkpoint,
         no_image_check=args.no_image_check,
     )
 
 
 def build_config(args) -> CfgNode:
-    """get_cfg + gn_det's keys, the ``--config-file`` YAML, then the trailing overrides."""
+    """get_cfg + gn_det's keys, the ``--config-file`` YAML (a local file or one of gn_det's
+    installed configs), then the trailing overrides."""
     cfg = get_cfg()
     add_gn_config(cfg)
     if args.config_file:
-        cfg.merge_from_file(args.config_file)
+        config_file = resolve_config_file(args.config_file)
+        if config_file.endswith(".py"):
+            raise ValueError(
+                f"--config-file {args.config_file} is a LazyConfig (.py); this command reads YAML "
+                "configs. gn-det-train (tools/train_net.py) trains and evaluates .py configs."
+            )
+        cfg.merge_from_file(config_file)
     cfg.merge_from_list(list(args.opts or []))
     return cfg
 

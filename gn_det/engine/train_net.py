@@ -48,8 +48,9 @@ from ..evaluation import (
     write_ap_report,
 )
 from .hooks import DataStreamHook, NonFiniteLossHook, RNGStateHook
+from .lazy_train import is_lazy_config, lazy_train_main
 from .replica_check import ReplicaCheckHook
-from .setup import argument_parser, setup, validate_and_launch
+from .setup import argument_parser, launch_from_args, setup, validate_and_launch
 
 __all__ = ["Trainer", "train_net_main", "evaluate_checkpoint", "invoke_main"]
 
@@ -150,12 +151,15 @@ def evaluate_checkpoint(cfg, resume: bool = False, trainer_cls=Trainer):
     return trainer_cls.test(cfg, model, weights=weights, iteration=extra.get("iteration"))
 
 
-def invoke_main(argv=None):
-    """``tools/train_net.py``: parse, check every input before anything is built (config,
-    datasets, checkpoint; all problems at once), then Detectron2's ``launch`` (one process per
-    GPU, or ``--num-gpus`` CPU processes over Gloo)."""
-    args = argument_parser().parse_args(argv)
+def invoke_main(argv=None, epilog=None):
+    """``gn-det-train`` / ``tools/train_net.py``: parse, check every input before anything is
+    built (config, datasets, checkpoint; all problems at once), then Detectron2's ``launch`` (one
+    process per GPU, or ``--num-gpus`` CPU processes over Gloo). A ``.py`` (LazyConfig) config
+    goes to ``lazy_train_main`` instead, Detectron2's lazy training flow."""
+    args = argument_parser(epilog).parse_args(argv)
     print("Command Line Args:", args)
+    if is_lazy_config(args.config_file):
+        return launch_from_args(lazy_train_main, args)
     return validate_and_launch(train_net_main, args)
 
 

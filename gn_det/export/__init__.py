@@ -1,12 +1,18 @@
-"""Deployment: export a gn_det model to TorchScript or ONNX through Detectron2's own paths and
-check the artifact against the eager model.
+"""Deployment: export a gn_det model with ``torch.export`` (a ``.pt2`` program, or ONNX through
+torch.onnx's ``torch.export``-based exporter), or to TorchScript / TorchScript-based ONNX through
+Detectron2's own paths, and check the artifact against the eager model.
 
 - ``standard_modules``: the model that is exported (WS folded into plain conv weights, fused
   GN+ReLU back to ``nn.GroupNorm``, recompute scopes removed): standard ops only.
 - ``model_checks``: a model whose class count is not its config's is refused.
-- ``exporters``: ``TracingAdapter`` + ``torch.jit.trace`` / ``torch.onnx.export``, and
-  ``scripting_with_instances``.
-- ``verify``: run the artifact (TorchScript, onnxruntime) and the eager model, compare, time.
+- ``programs``: ``torch.export`` of ``TracingAdapter(standard_model(model))`` with symbolic image
+  size, saved as ``.pt2`` or converted to ONNX (``dynamo=True``); the default.
+- ``export_patches``: what Detectron2's inference needs to pass ``torch.export`` (each patch names
+  the Detectron2 line and the error), applied only while exporting.
+- ``exporters``: ``TracingAdapter`` + ``torch.jit.trace`` / ``torch.onnx.export(dynamo=False)``,
+  and ``scripting_with_instances`` (TorchScript, deprecated by torch, kept for LibTorch users).
+- ``verify``: run the artifact (``torch.export.load``, TorchScript, onnxruntime) and the eager
+  model, compare, time.
 - ``cli``: ``tools/export_model.py``.
 
 Tracing and export also work on a gn_det model as trained: under ``torch.jit.trace``,
@@ -20,9 +26,12 @@ from .exporters import (
     ONNX_OPSETS,
     export_scripting,
     export_tracing,
+    torchscript_on_purpose,
     tracing_adapter,
 )
+from .export_patches import PATCHES, torch_export_patches
 from .model_checks import ModelConfigMismatchError, check_model_matches_config, class_counts
+from .programs import export_onnx_dynamo, export_program, export_pt2, min_image_side
 from .standard_modules import fold_weight_standardization, standard_model
 from .verify import (
     TOLERANCES,
@@ -41,7 +50,14 @@ __all__ = [
     "ONNX_OPSETS",
     "export_scripting",
     "export_tracing",
+    "torchscript_on_purpose",
     "tracing_adapter",
+    "PATCHES",
+    "torch_export_patches",
+    "export_onnx_dynamo",
+    "export_program",
+    "export_pt2",
+    "min_image_side",
     "ModelConfigMismatchError",
     "check_model_matches_config",
     "class_counts",

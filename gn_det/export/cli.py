@@ -1,7 +1,10 @@
 """``tools/export_model.py``: export a trained checkpoint, then verify the artifact.
 
 Follows Detectron2's ``tools/deploy/export_model.py`` (``--config-file``, ``--format``,
-``--export-method``, ``--sample-image``, ``--output``, trailing ``KEY VALUE`` overrides), with
+``--export-method``, ``--sample-image``, ``--output``, trailing ``KEY VALUE`` overrides). The
+default is torch's current path, ``torch.export`` to a ``.pt2`` (``--format onnx``: torch.onnx's
+``torch.export``-based exporter); TorchScript (``--format torchscript``) and the TorchScript-based
+ONNX exporter (``--format onnx --export-method tracing``) stay available by name. With
 gn_det's conventions: ``--weights`` (or ``MODEL.WEIGHTS``) and the ``config.yaml`` next to the
 checkpoint as the default config, the checkpoint loaded through gn_det's checkpointer (a class
 count that does not fit refuses to export), and a verification step that runs the artifact and
@@ -14,6 +17,7 @@ import json
 import logging
 import os
 import sys
+import time
 from typing import Dict, List, Optional
 
 import torch
@@ -33,9 +37,11 @@ from .exporters import (
     FORMATS,
     export_scripting,
     export_tracing,
+    torchscript_on_purpose,
     tracing_adapter,
 )
 from .model_checks import check_model_matches_config
+from .programs import export_onnx_dynamo, export_pt2, min_image_side
 from .verify import (
     TOLERANCES,
     ExportVerificationError,
@@ -46,17 +52,17 @@ from .verify import (
     time_per_image_ms,
 )
 
-__all__ = ["argument_parser", "export_main", "load_model", "sample_images", "artifact_name"]
+__all__ = ["argument_parser", "export_main", "load_model", "sample_images", "artifact_name", "export_method_of"]
 
 logger = logging.getLogger("gn_det.export")
 
 
 def argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description="Export a gn_det checkpoint to TorchScript or ONNX (standard ops only) and verify it "
-        "against the eager model.",
+        description="Export a gn_det checkpoint with torch.export (.pt2), to ONNX or to TorchScript "
+        "(standard ops only) and verify it against the eager model.",
         epilog="Example: python3 tools/export_model.py --weights output/main/model_final.pth "
-        "--format onnx --output output/main/export",
+        "--output output/main/export",
     )
     parser.add_argument(
         "--weights",
@@ -70,18 +76,25 @@ def argument_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="config of the checkpoint (default: config.yaml next to the checkpoint)",
     )
-    parser.add_argument("--format", choices=FORMATS, default="torchscript", help="output format")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="pt2",
+        help="pt2: torch.export program (default); onnx; torchscript (deprecated by torch)",
+    )
     parser.add_argument(
         "--export-method",
         choices=EXPORT_METHODS,
-        default="tracing",
-        help="tracing (TorchScript or ONNX) or scripting (TorchScript only)",
+        default=None,
+        help="export: torch.export (default for pt2 and onnx); tracing: TracingAdapter + torch.jit.trace "
+        "or the TorchScript-based ONNX exporter (default for torchscript); scripting: TorchScript only",
     )
     parser.add_argument(
         "--opset",
         type=int,
-        default=DEFAULT_ONNX_OPSET,
-        help=f"ONNX opset (default {DEFAULT_ONNX_OPSET}; R-CNN RoIAlign needs >= 16)",
+        default=None,
+        help=f"ONNX opset (tracing: default {DEFAULT_ONNX_OPSET}, R-CNN RoIAlign needs >= 16; "
+        "export: torch.onnx's default)",
     )
     parser.add_argument(
         "--sample-image",
@@ -89,7 +102,7 @@ def argument_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="IMAGE",
         # repeatable, one file each: a list would also swallow the trailing KEY VALUE overrides
-        help="image file (repeatable): the first is traced, all are verified",
+        help="image file (repeatable): the first is the export's sample input, all are verified",
     )
     parser.add_argument(
         "--dataset-name",
@@ -153,13 +166,29 @@ def sample_images(cfg, paths: List[str], dataset_name: str = "", num_images: int
 
 
 def artifact_name(fmt: str) -> str:
-    return "model.onnx" if fmt == "onnx" else "model.ts"
+    return {"onnx": "model.onnx", "pt2": "model.pt2"}.get(fmt, "model.ts")
+
+
+# (format, method) pairs that exist; the first method listed per format is its default.
+_METHODS_OF_FORMAT = {"pt2": ("export",), "onnx": ("export", "tracing"), "torchscript": ("tracing", "scripting")}
+
+
+def export_method_of(fmt: str, method: Optional[str]) -> str:
+    """The export method for ``--format fmt`` (``method`` None: the format's default); raises
+    ValueError for a pair that does not exist."""
+    methods = _METHODS_OF_FORMAT[fmt]
+    if method is None:
+        return methods[0]
+    if method not in methods:
+        raise ValueError(f"--format {fmt} is written by --export-method {' or '.join(methods)}, not {method!r}")
+    return method
 
 
 def _eager_and_exported(model, args, images, path):
     """Two functions image -> detections dict: the eager model and the saved artifact."""
     if args.export_method == "scripting":
-        scripted = torch.jit.load(path, map_location="cpu")
+        with torchscript_on_purpose():
+            scripted = torch.jit.load(path, map_location="cpu")
         if isinstance(model, GeneralizedRCNN):
             eager = lambda im: detections_of(model.inference([{"image": im}], do_postprocess=False)[0])
         else:
@@ -178,8 +207,12 @@ def _eager_and_exported(model, args, images, path):
 def export_main(argv: Optional[List[str]] = None) -> int:
     parser = argument_parser()
     args = parser.parse_args(argv)
-    if args.export_method == "scripting" and args.format != "torchscript":
-        parser.error("--export-method scripting writes TorchScript only (--format torchscript)")
+    try:
+        args.export_method = export_method_of(args.format, args.export_method)
+    except ValueError as e:
+        parser.error(str(e))
+    if args.export_method == "tracing" and args.format == "onnx" and args.opset is None:
+        args.opset = DEFAULT_ONNX_OPSET
     ignore_third_party_warnings()
     logging.basicConfig(level=logging.INFO, format="[export] %(message)s")
     try:
@@ -203,16 +236,38 @@ def export_main(argv: Optional[List[str]] = None) -> int:
 
     os.makedirs(args.output, exist_ok=True)
     path = os.path.join(args.output, artifact_name(args.format))
+    if args.export_method != "export":
+        logger.info(
+            "torch 2.13 deprecates TorchScript (and the TorchScript-based ONNX exporter); the default "
+            "--format pt2 (torch.export) is the non-deprecated path"
+        )
+    if args.export_method == "export" and min(images[0].shape[1:]) < min_image_side(model):
+        parser.error(
+            f"the first sample image is {tuple(images[0].shape[1:])} after resizing; torch.export needs "
+            f"at least {min_image_side(model)} pixels a side for this model (largest backbone stride + 1)"
+        )
+    args.min_side = min_image_side(model) if args.export_method == "export" else None
+    start = time.perf_counter()
     with torch.no_grad():
         if args.export_method == "scripting":
             export_scripting(model, path)
-        else:
+        elif args.export_method == "tracing":
             export_tracing(model, images[0], path, args.format, args.opset)
-    how = f"traced on a {tuple(images[0].shape)} image" if args.export_method == "tracing" else "scripted"
+        elif args.format == "pt2":
+            export_pt2(model, images[0], path)
+        else:
+            export_onnx_dynamo(model, images[0], path, args.opset)
+    args.export_seconds = time.perf_counter() - start
+    how = {
+        "tracing": f"traced on a {tuple(images[0].shape)} image",
+        "scripting": "scripted",
+        "export": f"torch.export on a {tuple(images[0].shape)} image; any height and width "
+        f">= {min_image_side(model)}",
+    }[args.export_method]
     print(
         f"[export] wrote {path} ({args.format}"
-        + (f", opset {args.opset}" if args.format == "onnx" else "")
-        + f", {how})"
+        + (f", opset {args.opset}" if args.format == "onnx" and args.opset else "")
+        + f", {how}; {args.export_seconds:.1f} s, {os.path.getsize(path) / 2**20:.1f} MiB)"
     )
 
     eager, exported = _eager_and_exported(model, args, images, path)
@@ -233,6 +288,15 @@ def export_main(argv: Optional[List[str]] = None) -> int:
     return 0
 
 
+_EXPORTERS = {
+    ("export", "pt2"): "torch.export",
+    ("export", "onnx"): "torch.export + torch.onnx.export(dynamo=True)",
+    ("tracing", "torchscript"): "TracingAdapter + torch.jit.trace",
+    ("tracing", "onnx"): "TracingAdapter + torch.onnx.export(dynamo=False)",
+    ("scripting", "torchscript"): "scripting_with_instances",
+}
+
+
 def _write_info(args, cfg, weights, images, report) -> None:
     # What a deployment needs beside the artifact: input convention, class names, the check.
     metadata = find_dataset_metadata(weights) or {}
@@ -241,10 +305,15 @@ def _write_info(args, cfg, weights, images, report) -> None:
         "format": args.format,
         "export_method": args.export_method,
         "opset": args.opset if args.format == "onnx" else None,
+        "exporter": _EXPORTERS[(args.export_method, args.format)],
+        "export_seconds": args.export_seconds,
+        "artifact_bytes": os.path.getsize(os.path.join(args.output, artifact_name(args.format))),
         "input": {
             "format": cfg.INPUT.FORMAT,
             "layout": "(3, H, W) float32, 0-255, not normalized",
             "traced_size": list(images[0].shape[1:]),
+            # torch.export programs take any height and width from this size up
+            "min_side": args.min_side,
             "min_size_test": cfg.INPUT.MIN_SIZE_TEST,
             "max_size_test": cfg.INPUT.MAX_SIZE_TEST,
         },

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from detectron2.structures import Instances
 
+from .exporters import torchscript_on_purpose
+
 __all__ = [
     "TOLERANCES",
     "ExportVerificationError",
@@ -204,17 +206,28 @@ def time_per_image_ms(
 
 
 def load_exported(path: str, fmt: str) -> Callable[[torch.Tensor], List[torch.Tensor]]:
-    """A function image -> flat list of output tensors, running a traced TorchScript file
-    (``torch.jit.load``) or an ONNX file (onnxruntime, CPU)."""
+    """A function image -> flat list of output tensors, running a ``torch.export`` program
+    (``torch.export.load``), a traced TorchScript file (``torch.jit.load``) or an ONNX file
+    (onnxruntime, CPU)."""
+    if fmt == "pt2":
+        import torchvision  # noqa: F401  registers torchvision::nms and roi_align, which the program calls
+
+        module = torch.export.load(path).module()
+        return lambda image: list(module(image))
     if fmt == "torchscript":
-        module = torch.jit.load(path, map_location="cpu")
+        with torchscript_on_purpose():
+            module = torch.jit.load(path, map_location="cpu")
         return lambda image: list(module(image))
     if fmt == "onnx":
         try:
             import onnxruntime
         except ImportError as e:
             raise ImportError("verifying an ONNX export needs onnxruntime: pip install -e .[export]") from e
-        session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+        options = onnxruntime.SessionOptions()
+        # torch's thread count, so that the eager model and the artifact are timed alike
+        # (onnxruntime's default is one thread per core)
+        options.intra_op_num_threads = torch.get_num_threads()
+        session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         name = session.get_inputs()[0].name
         return lambda image: [torch.from_numpy(a) for a in session.run(None, {name: image.numpy()})]
-    raise ValueError(f"export format {fmt!r}; valid: torchscript, onnx")
+    raise ValueError(f"export format {fmt!r}; valid: pt2, torchscript, onnx")

@@ -7,24 +7,27 @@ needs elementwise. Its output carries a ``GroupNormActState`` so that, inside a 
 (``gn_det.layers.recompute``), a consumer that saves the output (the next conv, a max-pool, a
 linear layer) stores that small recipe instead of the tensor.
 
-Backends: CUDA tensors use the Triton kernels of ``triton_group_norm`` when triton imports;
-contiguous float32/float64 CPU tensors use gn_det's C++ kernels (``gn_det/csrc``, built by
-``pip install``) when they are built; everything else (channels-last, half precision, or no
-built kernels) uses PyTorch's own group-norm kernels (``native_group_norm`` and its backward),
-which stay the reference.
+Which kernels run is decided in one place, ``choose_backend``, which also says why:
+torch's own (``group_norm_act_backends.TORCH_BACKEND``, the reference and every fallback),
+gn_det's C++ CPU kernels (``CPU_BACKEND``), or the Triton kernels (``triton_launch``), which on
+CUDA run behind the checks of ``triton_checked`` unless ``GN_DET_TRITON`` says otherwise.
 """
 
-import functools
+import warnings
 from typing import Optional, Tuple
 
 import torch
 from torch.autograd.function import once_differentiable
+
+from .group_norm_act_backends import CPU_BACKEND, TORCH_BACKEND, compute_dtype, cpu_kernels_available, triton_available
+from .triton_mode import TritonFallbackWarning, triton_mode
 
 __all__ = [
     "ACTIVATIONS",
     "BACKENDS",
     "GroupNormActFunction",
     "GroupNormActState",
+    "choose_backend",
     "group_norm_act",
     "cpu_kernels_available",
     "triton_available",
@@ -38,54 +41,6 @@ BACKENDS = ("auto", "torch", "cpu", "triton")
 RECIPE_ATTR = "_gn_det_group_norm_act"
 
 
-@functools.lru_cache(maxsize=None)
-def triton_available() -> bool:
-    """Whether triton imports here (the Triton backend also needs CUDA tensors, or the
-    interpreter: ``TRITON_INTERPRET=1``)."""
-    try:
-        import triton  # noqa: F401
-    except Exception:  # ImportError, or a broken triton install without a driver
-        return False
-    return True
-
-
-def _load_cpu_kernels() -> bool:
-    try:
-        import gn_det._C  # noqa: F401  registers torch.ops.gn_det.*
-    except ImportError:
-        return False
-    if not hasattr(torch.ops.gn_det, "group_norm_act_forward"):
-        return False
-    _register_fake_kernels()
-    return True
-
-
-def cpu_kernels_available() -> bool:
-    """Whether gn_det's C++ CPU kernels (the ``gn_det._C`` extension) are built and load."""
-    return _CPU_KERNELS
-
-
-def _register_fake_kernels():
-    # Shapes only, for torch.compile / torch.export's fake tensors.
-    def stats(x, num_groups):
-        return x.new_empty((x.shape[0], num_groups))
-
-    @torch.library.register_fake("gn_det::group_norm_act_forward")
-    def _(x, weight, bias, num_groups, eps, relu):
-        return torch.empty_like(x, memory_format=torch.contiguous_format), stats(x, num_groups), stats(x, num_groups)
-
-    @torch.library.register_fake("gn_det::group_norm_act_apply")
-    def _(x, weight, bias, mean, rstd, relu):
-        return torch.empty_like(x, memory_format=torch.contiguous_format)
-
-    @torch.library.register_fake("gn_det::group_norm_act_backward")
-    def _(dy, x, weight, bias, mean, rstd, relu, out, needs):
-        dx = torch.empty_like(x, memory_format=torch.contiguous_format) if needs[0] else None
-        dw = weight.new_empty(weight.shape) if needs[1] else None
-        db = bias.new_empty(bias.shape) if needs[2] else None
-        return dx, dw, db
-
-
 def standard_ops_only() -> bool:
     """Whether the current forward is being recorded for deployment (``torch.jit.trace``,
     ``torch.onnx.export``, ``torch.export``): then the fused op is written as PyTorch's own
@@ -94,172 +49,63 @@ def standard_ops_only() -> bool:
     return torch.jit.is_tracing() or torch.compiler.is_exporting()
 
 
-# Loaded at import, not on first use: torch.compile cannot trace the fake-kernel registration.
-_CPU_KERNELS = _load_cpu_kernels()
-
-
-# ---------------------------------------------------------------------------------------------
-# PyTorch backend: torch's own group-norm kernels, ReLU applied in place on our own output.
-# ---------------------------------------------------------------------------------------------
-def _compute_dtype(x: torch.Tensor) -> torch.dtype:
-    # Statistics and the normalize step run in float32 (float64 stays float64 for gradcheck).
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
-
-
-def _cast(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    # ``t.to(dtype)`` costs ~1.5 us even when nothing changes; the fused op makes nine such
-    # casts per layer and step, which is measurable against the smallest FPN level's kernels.
-    return t if t.dtype == dtype else t.to(dtype)
-
-
-def _dense_for_torch(x: torch.Tensor) -> torch.Tensor:
-    # What torch.group_norm does before native_group_norm: channels-last stays channels-last on CPU.
-    if x.device.type == "cpu" and x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
-        return x
-    return x.contiguous()
-
-
-def _sizes(x: torch.Tensor) -> Tuple[int, int, int]:
-    n, c = x.shape[0], x.shape[1]
-    hw = 1
-    for s in x.shape[2:]:
-        hw *= s
-    return n, c, hw
-
-
-class _TorchBackend:
-    name = "torch"
-    # Backward needs the pre-activation sign; the next conv's unpack already recomputed the
-    # output, so keep it for the GN backward instead of normalizing a third time.
-    caches_output = True
-
-    @staticmethod
-    def _prepare(x, weight, bias):
-        cdt = _compute_dtype(x)
-        return _dense_for_torch(x).to(cdt), weight.to(cdt), bias.to(cdt)
-
-    def forward(self, x, weight, bias, num_groups, eps, relu):
-        xc, w, b = self._prepare(x, weight, bias)
-        n, c, hw = _sizes(x)
-        y, mean, rstd = torch.native_group_norm(xc, w, b, n, c, hw, num_groups, eps)
-        if relu:
-            y.relu_()  # our own fresh tensor: in place is safe and saves a pass
-        return y.to(x.dtype), mean, rstd
-
-    def recompute(self, x, weight, bias, mean, rstd, num_groups, eps, relu):
-        # native_group_norm is deterministic: this reproduces the forward output bit for bit
-        # (it also recomputes the statistics, which on CPU is cheaper than a broadcast affine).
-        return self.forward(x, weight, bias, num_groups, eps, relu)[0]
-
-    def backward(self, dy, x, weight, bias, mean, rstd, num_groups, eps, relu, output, needs):
-        xc, w, b = self._prepare(x, weight, bias)
-        n, c, hw = _sizes(x)
-        memory_format = (
-            torch.channels_last
-            if xc.dim() == 4
-            and not xc.is_contiguous()
-            and xc.is_contiguous(memory_format=torch.channels_last)
-            else torch.contiguous_format
-        )
-        g = dy.to(xc.dtype).contiguous(memory_format=memory_format)
-        if relu:
-            if output is None:
-                output = torch.native_group_norm(xc, w, b, n, c, hw, num_groups, eps)[0]
-            # ReLU's gradient: pass where the pre-activation (equivalently the output) is > 0.
-            # ``output`` is a private recomputed tensor: write the masked gradient over it rather
-            # than allocating another full tensor during backward.
-            if output.dtype == g.dtype and output.stride() == g.stride():
-                g = torch.ops.aten.threshold_backward.grad_input(g, output, 0, grad_input=output)
-            else:
-                g = torch.ops.aten.threshold_backward(g, output.to(g.dtype), 0)
-            output = None
-        dx, dw, db = torch.ops.aten.native_group_norm_backward(
-            g, xc, mean, rstd, w, n, c, hw, num_groups, list(needs)
-        )
-        return (
-            dx.to(x.dtype) if dx is not None else None,
-            dw.to(weight.dtype) if dw is not None else None,
-            db.to(bias.dtype) if db is not None else None,
-        )
-
-
-_TORCH_BACKEND = _TorchBackend()
-
-
-# ---------------------------------------------------------------------------------------------
-# CPU backend: gn_det's C++ kernels (gn_det/csrc/group_norm_act_cpu.cpp). Each (sample, group)
-# block is normalized while it is in cache, ReLU is folded into the normalize pass, and backward
-# recomputes ReLU's mask from x and writes dx over the recomputed output it was handed.
-# ---------------------------------------------------------------------------------------------
-_CPU_DTYPES = (torch.float32, torch.float64)
-
-
-class _CpuKernelBackend:
-    name = "cpu"
-    # The output recomputed for the next layer's backward is free once that backward has run:
-    # dx is written over it instead of into a new tensor.
-    caches_output = True
-
-    @staticmethod
-    def supports(x: torch.Tensor) -> bool:
-        return x.device.type == "cpu" and x.dtype in _CPU_DTYPES and x.is_contiguous()
-
-    def forward(self, x, weight, bias, num_groups, eps, relu):
-        return torch.ops.gn_det.group_norm_act_forward(
-            x, _cast(weight, x.dtype), _cast(bias, x.dtype), num_groups, eps, relu
-        )
-
-    def recompute(self, x, weight, bias, mean, rstd, num_groups, eps, relu):
-        # The forward's own normalize code on the saved statistics: bit-identical output.
-        return torch.ops.gn_det.group_norm_act_apply(
-            x, _cast(weight, x.dtype), _cast(bias, x.dtype), mean, rstd, relu
-        )
-
-    def backward(self, dy, x, weight, bias, mean, rstd, num_groups, eps, relu, output, needs):
-        if torch.compiler.is_compiling() or (
-            output is not None and not (output.dtype == x.dtype and output.is_contiguous())
-        ):
-            output = None  # compiled graphs functionalize: no writing into a handed-over buffer
-        dx, dw, db = torch.ops.gn_det.group_norm_act_backward(
-            _cast(dy, x.dtype), x, _cast(weight, x.dtype), _cast(bias, x.dtype), mean, rstd, relu, output,
-            list(needs),
-        )
-        return (
-            dx if needs[0] else None,
-            _cast(dw, weight.dtype) if needs[1] else None,
-            _cast(db, bias.dtype) if needs[2] else None,
-        )
-
-
-_CPU_BACKEND = _CpuKernelBackend()
-
-
-def _select_backend(x: torch.Tensor, backend: str):
+def choose_backend(x: torch.Tensor, weight: torch.Tensor, num_groups: int, relu: bool, backend: str = "auto"):
+    """``(kernels, why)``: the backend that runs this call and the reason, the one place where
+    that is decided. ``backend`` is the caller's request (``group_norm_act``'s argument, a fused
+    conv's ``fused_backend``); ``GN_DET_TRITON`` (``triton_checked``) governs every Triton use."""
     if backend not in BACKENDS:
         raise ValueError(f"group_norm_act: backend={backend!r}; valid: {', '.join(BACKENDS)}.")
-    if backend == "auto" and x.device.type == "cpu":
-        return _CPU_BACKEND if _CPU_BACKEND.supports(x) and cpu_kernels_available() else _TORCH_BACKEND
+    if backend == "torch":
+        return TORCH_BACKEND, "backend='torch' was asked for"
     if backend == "cpu":
-        if not cpu_kernels_available():
-            raise RuntimeError(
-                "group_norm_act: backend='cpu' was asked for but gn_det's CPU kernels are not built "
-                "(gn_det._C does not import): reinstall gn_det with `pip install --no-build-isolation "
-                "-e .` where a C++ compiler is available, or use backend='torch'."
-            )
-        if not _CPU_BACKEND.supports(x):
-            raise TypeError(
-                "group_norm_act: backend='cpu' takes contiguous float32/float64 CPU tensors, got a "
-                f"{x.dtype} tensor on {x.device} (contiguous: {x.is_contiguous()}); "
-                "use backend='auto' or 'torch' for other inputs."
-            )
-        return _CPU_BACKEND
-    if backend == "torch" or (backend == "auto" and not (x.is_cuda and triton_available())):
-        return _TORCH_BACKEND
+        CPU_BACKEND.require(x)
+        return CPU_BACKEND, "backend='cpu' was asked for"
+    if backend == "auto" and not x.is_cuda:
+        if x.device.type == "cpu" and CPU_BACKEND.supports(x) and cpu_kernels_available():
+            return CPU_BACKEND, "a contiguous float32/float64 CPU tensor, and gn_det._C is built"
+        return TORCH_BACKEND, "not a CUDA tensor, and not one gn_det's C++ CPU kernels take"
+    # A CUDA tensor, or backend="triton" (CPU tensors too, under TRITON_INTERPRET=1).
+    mode = triton_mode()
+    if mode == "off":
+        return TORCH_BACKEND, "GN_DET_TRITON=off"
     if not triton_available():
-        raise RuntimeError("group_norm_act: backend='triton' was asked for but triton does not import.")
-    from .triton_group_norm import TRITON_BACKEND  # imported lazily: CPU-only runs never need it
+        if backend == "triton":
+            raise RuntimeError("group_norm_act: backend='triton' was asked for but triton does not import.")
+        return TORCH_BACKEND, "triton does not import"
+    try:
+        from . import triton_checked  # imported on first use: CPU-only runs never need triton
+    except Exception as error:  # noqa: BLE001 - a triton that imports but cannot build gn_det's kernels
+        if mode == "on":
+            raise
+        return TORCH_BACKEND, _kernels_unusable(error)
+    if x.dtype not in triton_checked.SUPPORTED_DTYPES:
+        if mode == "on" and backend == "triton":
+            raise TypeError(
+                f"group_norm_act: backend='triton' with GN_DET_TRITON=on takes float32, float16 or "
+                f"bfloat16 inputs, got {x.dtype}; {x.dtype} runs on the torch backend (backend='torch')."
+            )
+        return TORCH_BACKEND, f"{x.dtype}: the Triton kernels take float32, float16 and bfloat16"
+    if mode == "on":
+        return triton_checked.TRITON_BACKEND, "GN_DET_TRITON=on: Triton, unchecked"
+    fell_back = triton_checked.CHECKED_TRITON.fell_back(x, weight, num_groups, relu)
+    if fell_back:
+        return TORCH_BACKEND, f"this Triton variant failed its check ({fell_back})"
+    return triton_checked.CHECKED_TRITON, "GN_DET_TRITON=checked (the default): Triton, checked once per variant"
 
-    return TRITON_BACKEND
+
+_UNUSABLE = []
+
+
+def _kernels_unusable(error: Exception) -> str:
+    reason = f"gn_det's Triton kernels do not load ({type(error).__name__}: {error})"
+    if not _UNUSABLE:
+        _UNUSABLE.append(reason)
+        warnings.warn(
+            f"gn_det: {reason}; CUDA tensors run torch's GroupNorm kernels for the rest of the process. "
+            "Set GN_DET_TRITON=off to skip Triton, or GN_DET_TRITON=on to make this an error.",
+            TritonFallbackWarning, stacklevel=4,
+        )
+    return reason
 
 
 # ---------------------------------------------------------------------------------------------
@@ -373,7 +219,9 @@ class GroupNormActFunction(torch.autograd.Function):
         return dx, dw, db, None
 
 
-def _check(x: torch.Tensor, weight, bias, num_groups: int, activation: str, where: str):
+def _check(x: torch.Tensor, weight, bias, num_groups: int, activation: str, backend: str, where: str):
+    if backend not in BACKENDS:
+        raise ValueError(f"group_norm_act{where}: backend={backend!r}; valid: {', '.join(BACKENDS)}.")
     if activation not in ACTIVATIONS:
         raise ValueError(
             f"group_norm_act{where}: activation={activation!r}; valid: {', '.join(ACTIVATIONS)}."
@@ -413,9 +261,9 @@ def group_norm_act(
         weight, bias: (C,) affine, or None (then 1 and 0).
         num_groups: G, a divisor of C.
         activation: ``"relu"`` or ``"identity"``.
-        backend: ``"auto"`` (Triton for CUDA tensors when triton imports; gn_det's CPU kernels
-            for contiguous float32/float64 CPU tensors when built; else torch), ``"torch"``,
-            ``"cpu"`` or ``"triton"``.
+        backend: ``"auto"`` (CUDA tensors: Triton as ``GN_DET_TRITON`` says, checked by
+            default; contiguous float32/float64 CPU tensors: gn_det's C++ kernels when built;
+            else torch), ``"torch"``, ``"cpu"`` or ``"triton"``. ``choose_backend`` decides.
         where: a layer name for error messages.
 
     Returns:
@@ -426,18 +274,18 @@ def group_norm_act(
         y = torch.nn.functional.group_norm(x, num_groups, weight, bias, eps)
         return torch.relu(y) if activation == "relu" else y
     where = f" in {where}" if where else ""
-    _check(x, weight, bias, num_groups, activation, where)
-    chosen = _select_backend(x, backend)
+    _check(x, weight, bias, num_groups, activation, backend, where)
     c = x.shape[1]
     # Without an affine, ones/zeros of the statistics' dtype keep one code path.
-    w = weight if weight is not None else torch.ones(c, device=x.device, dtype=_compute_dtype(x))
-    b = bias if bias is not None else torch.zeros(c, device=x.device, dtype=_compute_dtype(x))
+    w = weight if weight is not None else torch.ones(c, device=x.device, dtype=compute_dtype(x))
+    b = bias if bias is not None else torch.zeros(c, device=x.device, dtype=compute_dtype(x))
     relu = activation == "relu"
 
     if x.numel() == 0:
         # 0 RoIs: nothing to normalize; keep autograd connected so gamma/beta get zero grads.
         y = torch.nn.functional.group_norm(x, num_groups, w.to(x.dtype), b.to(x.dtype), eps)
         return torch.relu(y) if relu else y
+    chosen, _ = choose_backend(x, w, num_groups, relu, backend)
 
     needs_grad = torch.is_grad_enabled() and (x.requires_grad or w.requires_grad or b.requires_grad)
     if not needs_grad:  # inference: nothing to save

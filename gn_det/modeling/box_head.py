@@ -1,13 +1,14 @@
 """The NconvMfc box head (Wu & He 2018: 4conv1fc with GN) on Detectron2's ``FastRCNNConvFCHead``."""
 import logging
-from typing import Optional, Sequence
+from typing import Sequence
 
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.roi_heads import ROI_BOX_HEAD_REGISTRY, FastRCNNConvFCHead
 
 from ..config import component_norm
-from ..layers import GNSettings, apply_conv_settings
+from ..layers import apply_conv_settings
+from .norm_args import NormArg, SettingsArg, resolve_norm
 
 __all__ = ["GNConvFCHead"]
 
@@ -24,6 +25,9 @@ class GNConvFCHead(FastRCNNConvFCHead):
     State_dict keys are ``FastRCNNConvFCHead``'s (``conv{k}.weight``, ``conv{k}.norm.*``,
     ``fc{k}.*``), so Detectron2's 4conv1fc GN checkpoints load unchanged.
 
+    ``conv_norm``/``conv_settings`` as ``resolve_norm`` takes them (e.g. ``"GN"`` and
+    ``dict(weight_std=True)``).
+
     Input (R, C, P, P) pooled region features; output (R, FC_DIM), or (R, C', P, P) with no fc.
     """
 
@@ -34,13 +38,12 @@ class GNConvFCHead(FastRCNNConvFCHead):
         *,
         conv_dims: Sequence[int] = (256,) * 4,
         fc_dims: Sequence[int] = (1024,),
-        conv_norm="",
-        conv_settings: Optional[GNSettings] = None,
+        conv_norm: NormArg = "",
+        conv_settings: SettingsArg = None,
     ):
-        super().__init__(
-            input_shape, conv_dims=list(conv_dims), fc_dims=list(fc_dims), conv_norm=conv_norm
-        )
-        apply_conv_settings(self, conv_settings or GNSettings())
+        norm, settings = resolve_norm(conv_norm, conv_settings, "GNConvFCHead.conv_norm")
+        super().__init__(input_shape, conv_dims=list(conv_dims), fc_dims=list(fc_dims), conv_norm=norm)
+        apply_conv_settings(self, settings)
 
     @classmethod
     def from_config(cls, cfg, input_shape):

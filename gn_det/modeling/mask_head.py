@@ -1,13 +1,12 @@
 """Mask R-CNN's mask head on Detectron2's ``MaskRCNNConvUpsampleHead`` with gn_det's norm."""
-from typing import Optional
-
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.roi_heads import ROI_MASK_HEAD_REGISTRY
 from detectron2.modeling.roi_heads.mask_head import MaskRCNNConvUpsampleHead
 
 from ..config import component_norm
-from ..layers import GNSettings, apply_conv_settings
+from ..layers import apply_conv_settings
+from .norm_args import NormArg, SettingsArg, resolve_norm
 
 __all__ = ["GNMaskRCNNConvUpsampleHead"]
 
@@ -17,7 +16,8 @@ class GNMaskRCNNConvUpsampleHead(MaskRCNNConvUpsampleHead):
     """``NUM_CONV`` 3x3 convs (conv -> norm -> ReLU, no bias when normed), a 2x deconv + ReLU and
     a 1x1 predictor, with ``MODEL.ROI_MASK_HEAD.NORM`` and ``MODEL.GN.MASK_HEAD``.
 
-    The deconv and the predictor are never normalized. State_dict keys are Detectron2's.
+    ``conv_norm``/``conv_settings`` as ``resolve_norm`` takes them. The deconv and the predictor
+    are never normalized. State_dict keys are Detectron2's.
     Input (R, C, P, P); output mask logits (R, num_classes, 2P, 2P) inside ``layers``.
     """
 
@@ -28,14 +28,15 @@ class GNMaskRCNNConvUpsampleHead(MaskRCNNConvUpsampleHead):
         *,
         num_classes,
         conv_dims,
-        conv_norm="",
-        conv_settings: Optional[GNSettings] = None,
+        conv_norm: NormArg = "",
+        conv_settings: SettingsArg = None,
         **kwargs,
     ):
+        norm, settings = resolve_norm(conv_norm, conv_settings, "GNMaskRCNNConvUpsampleHead.conv_norm")
         super().__init__(
-            input_shape, num_classes=num_classes, conv_dims=conv_dims, conv_norm=conv_norm, **kwargs
+            input_shape, num_classes=num_classes, conv_dims=list(conv_dims), conv_norm=norm, **kwargs
         )
-        apply_conv_settings(self, conv_settings or GNSettings())
+        apply_conv_settings(self, settings)
 
     @classmethod
     def from_config(cls, cfg, input_shape):

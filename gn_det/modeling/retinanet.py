@@ -13,7 +13,8 @@ from detectron2.modeling.meta_arch.retinanet import RetinaNet, RetinaNetHead
 from torch import nn
 
 from ..config import component_norm
-from ..layers import GNSettings, NormFactory, apply_conv_settings
+from ..layers import NormFactory, apply_conv_settings
+from .norm_args import NormArg, SettingsArg, resolve_norm
 
 __all__ = ["ConvNormActSequential", "GNRetinaNetHead", "GNRetinaNet"]
 
@@ -136,10 +137,11 @@ class GNRetinaNetHead(RetinaNetHead):
         num_classes,
         num_anchors,
         conv_dims: List[int],
-        norm="",
+        norm: NormArg = "",
         prior_prob=0.01,
-        conv_settings: Optional[GNSettings] = None,
+        conv_settings: SettingsArg = None,
     ):
+        norm, settings = resolve_norm(norm, conv_settings, "GNRetinaNetHead.norm")
         per_level_bn = isinstance(norm, NormFactory) and norm.name in _PER_LEVEL_BATCH_NORMS
         # Detectron2's head probes ``norm`` with 32 channels and special-cases only BN names, so
         # other norms are added here, after it built its convs with its own initialization.
@@ -147,7 +149,7 @@ class GNRetinaNetHead(RetinaNetHead):
             input_shape=input_shape,
             num_classes=num_classes,
             num_anchors=num_anchors,
-            conv_dims=conv_dims,
+            conv_dims=list(conv_dims),
             norm=norm.name if per_level_bn else "",
             prior_prob=prior_prob,
         )
@@ -155,7 +157,7 @@ class GNRetinaNetHead(RetinaNetHead):
             added_norm = None if per_level_bn else norm
             self.cls_subnet = ConvNormActSequential.fold(self.cls_subnet, added_norm)
             self.bbox_subnet = ConvNormActSequential.fold(self.bbox_subnet, added_norm)
-        apply_conv_settings(self, conv_settings or GNSettings())
+        apply_conv_settings(self, settings)
 
     @classmethod
     def from_config(cls, cfg, input_shape: List[ShapeSpec]):

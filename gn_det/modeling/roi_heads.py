@@ -5,17 +5,53 @@ from torch import nn
 
 from ..config import component_norm
 from ..layers import apply_conv_settings
-from .resnet import GNBottleneckBlock, resnet_stage_kwargs
+from .norm_args import NormArg, SettingsArg, resolve_norm
+from .resnet import GNBottleneckBlock, gn_resnet_args, gn_stage_kwargs
 
-__all__ = ["GNRes5ROIHeads"]
+__all__ = ["make_gn_res5_stage", "GNRes5ROIHeads"]
 
 # The C4 head runs res5 on 14x14 pooled regions; its first block halves them (stride 2).
 _RES5_STRIDES = [2, 1, 1]
 
 
+def make_gn_res5_stage(
+    *,
+    norm: NormArg = "GN",
+    conv_settings: SettingsArg = None,
+    res2_out_channels: int = 256,
+    num_groups: int = 1,
+    width_per_group: int = 64,
+    stride_in_1x1: bool = False,
+    zero_init_residual: bool = False,
+) -> nn.Sequential:
+    """res5 of a bottleneck ResNet (3 ``GNBottleneckBlock``s, the first with stride 2) as the
+    per-region head of a C4 model: ``Res5ROIHeads(res5=...)`` in LazyConfig files, and what
+    ``GNRes5ROIHeads`` builds from a YAML config. Arguments as ``make_gn_resnet``'s; input
+    (R, res2_out_channels * 4, 14, 14), output (R, res2_out_channels * 8, 7, 7)."""
+    norm, settings = resolve_norm(norm, conv_settings, "make_gn_res5_stage.norm")
+    _, kwargs = gn_stage_kwargs(
+        5,
+        norm,
+        depth=50,  # any bottleneck depth: res5 has 3 blocks in all of them
+        res2_out_channels=res2_out_channels,
+        num_groups=num_groups,
+        width_per_group=width_per_group,
+        stride_in_1x1=stride_in_1x1,
+        zero_init_residual=zero_init_residual,
+    )
+    blocks = ResNet.make_stage(
+        GNBottleneckBlock,
+        len(_RES5_STRIDES),
+        stride_per_block=_RES5_STRIDES,
+        in_channels=kwargs["out_channels"] // 2,
+        **kwargs,
+    )
+    return apply_conv_settings(nn.Sequential(*blocks), settings)
+
+
 @ROI_HEADS_REGISTRY.register()
 class GNRes5ROIHeads(Res5ROIHeads):
-    """Detectron2's ``Res5ROIHeads`` with res5 built from ``GNBottleneckBlock`` and the BACKBONE
+    """Detectron2's ``Res5ROIHeads`` with res5 built by ``make_gn_res5_stage`` with the BACKBONE
     norm/settings (``MODEL.RESNETS.NORM``, ``MODEL.GN.BACKBONE``, ``ZERO_INIT_RESIDUAL``).
 
     Detectron2's version passes ``MODEL.RESNETS.NORM`` as a name to its own blocks, so gn_det's
@@ -35,16 +71,9 @@ class GNRes5ROIHeads(Res5ROIHeads):
                 "MODEL.RESNETS.DEFORM_ON_PER_STAGE[-1]=True: deformable convs are not supported "
                 "in the res5 ROI head."
             )
-        norm, settings = component_norm(cfg, "BACKBONE")
-        block_class, kwargs = resnet_stage_kwargs(cfg, 5, norm)
-        assert block_class is GNBottleneckBlock
-        out_channels = kwargs["out_channels"]
-        blocks = ResNet.make_stage(
-            block_class,
-            len(_RES5_STRIDES),
-            stride_per_block=_RES5_STRIDES,
-            in_channels=out_channels // 2,
-            **kwargs,
+        args = gn_resnet_args(cfg)
+        res5 = make_gn_res5_stage(
+            **{k: args[k] for k in ("norm", "conv_settings", "res2_out_channels", "num_groups",
+                                    "width_per_group", "stride_in_1x1", "zero_init_residual")}
         )
-        res5 = apply_conv_settings(nn.Sequential(*blocks), settings)
-        return res5, out_channels
+        return res5, cfg.MODEL.RESNETS.RES2_OUT_CHANNELS * 8

@@ -9,6 +9,7 @@ from typing import Dict, List, Optional
 
 from detectron2.config import get_cfg
 
+from .. import model_zoo
 from ..config import add_gn_config
 from ..engine.setup import add_dataset_arguments
 from .norm_presets import PRESET_NAMES, parse_norm_presets
@@ -20,9 +21,9 @@ __all__ = ["DEFAULT_CONFIG", "sweep_argument_parser", "parse_preset_opts", "buil
 
 logger = logging.getLogger(__name__)
 
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# The small from-scratch R18-FPN on the embedded shapes dataset: runs on a CPU.
-DEFAULT_CONFIG = os.path.join(_REPO_ROOT, "configs", "Synthetic", "mask_rcnn_R_18_FPN_gn_scratch.yaml")
+# The small from-scratch R18-FPN on the embedded shapes dataset: runs on a CPU. Installed with
+# gn_det (gn_det.model_zoo), so the default works from any directory.
+DEFAULT_CONFIG = model_zoo.get_config_file("Synthetic/mask_rcnn_R_18_FPN_gn_scratch.yaml")
 
 EPILOG = """examples:
   # the paper's comparison on the embedded shapes dataset (CPU): 3 norms x 3 batches
@@ -55,8 +56,10 @@ def sweep_argument_parser() -> argparse.ArgumentParser:
         "--config-file",
         default=DEFAULT_CONFIG,
         metavar="FILE",
-        help="base config; its schedule (MAX_ITER x IMS_PER_BATCH images) is what every "
-        "cell trains on (default: the embedded shapes R18-FPN config)",
+        type=model_zoo.config_file_argument,
+        help="base config, a local YAML or the name of one of gn_det's installed configs; its "
+        "schedule (MAX_ITER x IMS_PER_BATCH images) is what every cell trains on (default: the "
+        "embedded shapes R18-FPN config)",
     )
     parser.add_argument(
         "--norms",
@@ -181,10 +184,8 @@ def _check_datasets(cfg, registrations) -> None:
 
 def build_base_config(args):
     """The merged base config: gn_det's keys, ``--config-file``, datasets, trailing overrides."""
-    if not os.path.isfile(args.config_file):
-        raise FileNotFoundError(f"--config-file {args.config_file!r} does not exist")
     cfg = add_gn_config(get_cfg())
-    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_file(model_zoo.resolve_config_file(args.config_file))
     if args.train_dataset:
         cfg.DATASETS.TRAIN = (args.train_dataset,)
     if args.test_dataset:

@@ -9,6 +9,7 @@ from ..checkpoint.safe_load import TRUST_ENV_VAR
 from .checkpoint_checks import check_checkpoint
 from .dataset_checks import check_dataset
 from .config_checks import check_config_sources, default_base_cfg
+from ..data.formats.common import DEFAULT_LABEL
 from .report import ValidationReport
 from .validate import check_run, cleaned_datasets_dir, write_cleaned_dataset
 
@@ -27,15 +28,15 @@ def add_validation_arguments(parser: argparse.ArgumentParser) -> argparse.Argume
     group.add_argument(
         "--skip-invalid",
         action="store_true",
-        help="drop dataset records with errors (each listed in OUTPUT_DIR/validation_report.json, "
-        "counts logged) and train on the rest, instead of stopping",
+        help="drop the dataset records validation refuses (each listed in "
+        "OUTPUT_DIR/validation_report.json, counts logged) and train on the rest, instead of stopping",
     )
     group.add_argument(
         "--strict",
         action="store_true",
-        help="make every dataset warning (border-crossing or self-intersecting polygons, boolean "
-        "iscrowd, extra keys, unused categories, images without annotations, ...) an error; "
-        "see docs/validation.md for the policy",
+        help="make every dataset warning, repair and drop an error (numbers as strings, boxes "
+        "recomputed from masks, degenerate instances, unlabelled regions, unused categories, ...); "
+        "see docs/validation.md for the rule",
     )
     group.add_argument(
         "--trust-checkpoint",
@@ -57,55 +58,54 @@ def _num_processes(args) -> int:
     )
 
 
-def _register_dataset_entries(
-    args,
-    cfg,
-    report: ValidationReport,
-    register_dataset,
-    skip_invalid: bool,
-    check_images: bool,
-    strict: bool = False,
-) -> set:
-    """Register ``args.dataset`` entries ([name, json, image_dir]) with ``register_dataset``.
-
-    An entry whose registration fails (its json cannot be read as a dataset) gets the full COCO
-    check instead, so the report lists every problem in it; under --skip-invalid the cleaned json
-    is registered and ``args.dataset`` is pointed at it (the training processes register from
-    args). Returns the names checked here.
+def _register_dataset_entries(args, cfg, report: ValidationReport, register_dataset, skip_invalid: bool,
+                              check_images: bool, strict: bool = False) -> set:
+    """Check each ``args.dataset`` entry ([name, file, image_dir]: COCO, VIA or labelme) in one
+    read, and register it with ``register_dataset`` from what was read: the file itself when
+    nothing changed, else the repaired / cleaned json (written to OUTPUT_DIR/validated_datasets;
+    for VIA / labelme, the converted one). ``args.dataset`` is pointed at the json registered and
+    ``args.dataset_metadata`` holds what the training processes register it with, without
+    reading it. Returns the names checked here.
     """
     checked = set()
-    entries = []
-    for name, json_file, image_root in getattr(args, "dataset", None) or []:
-        entry = [name, json_file, image_root]
-        try:
-            register_dataset(name, json_file, image_root)
-        except Exception as error:  # any failure: the detailed check below says what is wrong
-            checked.add(name)
-            result = check_dataset(
-                json_file,
-                image_root,
-                dataset_name=name,
-                skip_invalid=skip_invalid,
-                strict=strict,
-                require_masks=bool(cfg.MODEL.MASK_ON),
-                for_evaluation=name in cfg.DATASETS.TEST,
-                check_images=check_images,
-            )
-            report.extend(result.report)
-            if not result.report.errors and not any(p.dropped for p in result.report.problems):
-                report.add(
-                    "dataset-registration",
-                    f"--dataset {name} {json_file} {image_root}",
-                    f"{type(error).__name__}: {error}",
-                )
-            elif skip_invalid and result.data is not None:
-                path = write_cleaned_dataset(cleaned_datasets_dir(cfg), name, result.data)
-                register_dataset(name, path, image_root)
-                report.checked.append(f"dataset {name}: registered from the cleaned {path}")
-                entry = [name, path, image_root]
+    entries, metadata = [], dict(getattr(args, "dataset_metadata", None) or {})
+    unlabeled_class = getattr(args, "unlabeled_class", None) or DEFAULT_LABEL
+    for name, path, image_root in getattr(args, "dataset", None) or []:
+        entry = [name, path, image_root]
         entries.append(entry)
+        if name in checked:
+            continue
+        checked.add(name)
+        result = check_dataset(
+            path,
+            image_root,
+            dataset_name=name,
+            skip_invalid=skip_invalid,
+            strict=strict,
+            unlabeled_class=unlabeled_class,
+            require_masks=bool(cfg.MODEL.MASK_ON),
+            for_evaluation=name in cfg.DATASETS.TEST,
+            for_training=not getattr(args, "eval_only", False) and name in cfg.DATASETS.TRAIN,
+            check_images=check_images,
+            mask_format=cfg.INPUT.MASK_FORMAT,
+        )
+        report.extend(result.report)
+        if result.data is None:
+            continue
+        json_file = result.json_file
+        if result.changed:
+            json_file = write_cleaned_dataset(cleaned_datasets_dir(cfg), name, result.data)
+            report.cleaned_datasets[name] = json_file
+        try:
+            register_dataset(name, json_file, image_root, metadata=result.metadata, parsed=result.data)
+        except ValueError as error:  # the name is taken by other files
+            report.add("dataset-registration", f"--dataset {name} {path} {image_root}", str(error))
+            continue
+        entry[1] = json_file
+        metadata[name] = result.metadata
     if getattr(args, "dataset", None) is not None:
         args.dataset = entries
+        args.dataset_metadata = metadata
     return checked
 
 

@@ -1,40 +1,52 @@
-"""COCO-format instance json checks, every record, before training reads any of it.
+"""``check_coco_json``: a COCO instances json and its images, every record, in one read of the
+file, decided by the rule of policy.py.
 
-Each problem names the file, the image id and the annotation id. Every check is an error or a
-warning (policy.py: warnings are reported, some repaired, and the run goes on; ``strict`` makes
-them errors). Errors come in two kinds:
-
-- file-level (not JSON, truncated, missing top-level fields, bad or duplicate categories): the
-  dataset cannot be used; validation fails even with ``skip_invalid``;
-- record-level (one image or annotation): with ``skip_invalid`` the record is dropped (an image
-  with all of its annotations), every drop is listed in the report and counted; otherwise
-  validation fails.
-
-``iscrowd`` follows COCO: 0 or 1; crowd regions are usually RLE but may be polygons (pycocotools
-accepts both for any annotation); they are kept (Detectron2 ignores them in training, COCOeval
-treats them as "ignore" regions).
+Each finding names the file, the image id and the annotation id (and, for converted VIA /
+labelme data, the source record). Errors of one record are dropped under ``skip_invalid`` (an
+image with all of its annotations); errors of the file as a whole are not. The result holds the
+data training reads: repaired and without dropped records, plus how every record ended
+(``DatasetCounts``: in = as they are + repaired + dropped).
 """
 
-import json
+import functools
 import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Set
+from typing import Any, Dict, Optional, Set, Tuple
 
-from PIL import UnidentifiedImageError
+import numpy as np
 
-from ..data.formats.common import SOURCES_KEY, WARNINGS_KEY
-from ..data.image_size import read_image_size
-from .annotation_checks import annotation_findings
-from .dataset_warnings import _hashable, _is_int, dataset_warnings
-from .policy import BORDER_TOLERANCE_PX, WARNINGS
-from .report import ValidationReport
+from ..data.coco_register import summarize_coco_dict
+from ..data.formats.common import SOURCES_KEY
+from .coco_annotations import AnnotationCheck
+from .coco_file import check_categories, check_image_records, read_json
+from .fast_path import clean_annotations
+from .geometry import number
+from .image_files import ImageInfo, exif_transform, find_image, probe_image
+from .policy import RULES, outcome
+from .report import DatasetCounts, ValidationReport
 
-__all__ = ["CocoCheckResult", "check_coco_json", "read_image_size", "BOX_TOLERANCE_PX"]
+__all__ = ["CocoCheckResult", "check_coco_json", "recorder"]
 
-# Slack for boxes/polygons at the image border: annotation tools round coordinates.
-BOX_TOLERANCE_PX = BORDER_TOLERANCE_PX
+_STRICT = " (an error under --strict)"
+
+
+def recorder(report: ValidationReport, strict: bool, skip_invalid: bool):
+    """``record(kind, where, message, repair="") -> outcome``: adds a dataset finding to
+    ``report`` as policy.py decides it (``strict``: every finding an error; ``skip_invalid``:
+    record-level errors marked dropped) and returns the outcome, which the caller acts on."""
+
+    def record(kind: str, where: str, message: str, repair: str = "") -> str:
+        result = outcome(kind, strict)
+        rule = RULES[kind]
+        if strict and rule.outcome != "error":
+            message += _STRICT
+        dropped = result == "error" and skip_invalid and not rule.file_level
+        report.add(kind, where, message, dropped=dropped, outcome=result, repair=repair if result == "repair" else "")
+        return result
+
+    return record
 
 
 @dataclass
@@ -42,16 +54,22 @@ class CocoCheckResult:
     """What ``check_coco_json`` found.
 
     Attributes:
-        report: all problems (record-level ones marked ``dropped`` under skip_invalid).
-        data: the json content with dropped records removed (None when the file is unusable).
-        data: the json content with dropped records removed and repairs applied (None when
-            the file is unusable).
-        dropped_image_ids / dropped_annotation_ids: what skip_invalid removed.
-        repaired_annotation_ids: annotations changed by a repair (policy.py).
+        report: every finding (record errors marked ``dropped`` under skip_invalid).
+        data: the COCO dict training reads: repaired, dropped records left out (None when the
+            dataset cannot be used as it is).
+        counts: how the records ended.
+        metadata: what registration needs (``CocoDatasetSummary.metadata()`` of ``data``), from
+            the same read; None when ``data`` is.
+        changed: ``data`` differs from ``json_file`` (something was repaired or dropped).
+        json_file: the COCO json checked (for VIA / labelme data, the converted one).
     """
 
     report: ValidationReport
     data: Optional[dict] = None
+    json_file: str = ""
+    counts: DatasetCounts = field(default_factory=DatasetCounts)
+    metadata: Optional[dict] = None
+    changed: bool = False
     dropped_image_ids: Set[Any] = field(default_factory=set)
     dropped_annotation_ids: Set[Any] = field(default_factory=set)
     repaired_annotation_ids: Set[Any] = field(default_factory=set)
@@ -61,463 +79,308 @@ class CocoCheckResult:
         return self.report.ok
 
 
-def _missing_image_hint(file_name: str, image_root: str) -> str:
-    """Why a listed image may be missing, when the file is visibly elsewhere."""
-    base = os.path.basename(file_name.replace("\\", "/"))
-    hint = "; 'file_name' uses Windows separators (\\)" if "\\" in file_name else ""
-    if base != file_name and os.path.isfile(os.path.join(image_root, base)):
-        hint += f"; a file {base!r} is in the image root itself"
-    return hint
-
-
-def _decode_error_message(text: str, error: json.JSONDecodeError) -> str:
-    # The parser stopped for lack of input: an unterminated string always runs to the end.
-    ends_there = error.pos >= len(text.rstrip()) or error.msg.startswith("Unterminated string")
-    return (
-        f"not valid JSON: {error.msg} (line {error.lineno}, column {error.colno}, character "
-        f"{error.pos} of {len(text)})"
-        + (
-            "; the text ends before the document does, so the file is probably truncated (an interrupted download or copy)"
-            if ends_there
-            else ""
-        )
-    )
+class _Refused(Exception):
+    def __init__(self, kind: str):
+        super().__init__(kind)
+        self.kind = kind
 
 
 class _CocoChecker:
-    def __init__(
-        self,
-        json_file: str,
-        image_root: str,
-        name: str,
-        skip_invalid: bool,
-        require_masks: bool,
-        for_evaluation: bool,
-        check_images: bool,
-        num_threads: int,
-        strict: bool = False,
-    ):
-        self.json_file = json_file
-        self.image_root = image_root
-        self.name = name
-        self.skip_invalid = skip_invalid
-        self.require_masks = require_masks
-        self.for_evaluation = for_evaluation
-        self.check_images = check_images
-        self.num_threads = num_threads
-        self.strict = strict
+    def __init__(self, json_file: str, image_root: str, name: str, *, skip_invalid: bool, strict: bool,
+                 require_masks: bool, for_evaluation: bool, for_training: bool, check_images: bool,
+                 num_threads: int, mask_format: str):
+        self.json_file, self.image_root, self.name = json_file, image_root, name
+        self.skip_invalid, self.strict = skip_invalid, strict
+        self.require_masks, self.for_evaluation, self.for_training = require_masks, for_evaluation, for_training
+        self.check_images, self.num_threads, self.mask_format = check_images, num_threads, mask_format
         self.report = ValidationReport()
+        self._record = recorder(self.report, strict, skip_invalid)
         self.sources: Dict[str, Dict[str, str]] = {"images": {}, "annotations": {}}
-        self.repaired: Set[Any] = set()  # annotation ids
+        self.counts = DatasetCounts()
+        self.dropped: Dict[int, str] = {}  # annotation position -> why
+        self.repaired: Set[int] = set()
+        self.errors: Set[int] = set()  # annotation positions with errors (not dropped)
         self.bad_images: Set[Any] = set()
-        self.bad_annotations: Set[int] = set()  # positions in the annotations list
+        self.images_repaired: Set[Any] = set()
+        self.with_bad_image: Set[int] = set()  # annotation positions whose image has an error
 
-    # -- helpers ------------------------------------------------------------------------------
+    # -- findings -------------------------------------------------------------------------
 
-    def file_problem(self, kind: str, message: str, where: str = "") -> None:
-        dataset = f"dataset {self.name!r}: " if self.name != self.json_file else ""
-        self.report.add(kind, f"{dataset}{self.json_file}{where}", message)
+    def record(self, kind: str, where: str, message: str, repair: str = "") -> str:
+        """Report a finding; returns what happens to its record (policy.py's outcome)."""
+        return self._record(kind, where, message, repair)
 
-    def image_where(self, image_id) -> str:
-        where = f"{self.json_file} image id {image_id!r}"
+    def file_finding(self, kind: str, where: str, message: str, repair: str = "") -> str:
+        prefix = f"dataset {self.name!r}: " if self.name != self.json_file and where == self.json_file else ""
+        return self.record(kind, prefix + where, message, repair)
+
+    def image_where(self, image_id, index=None) -> str:
+        where = f"{self.json_file} image id {image_id!r}" if index is None or image_id is not None else \
+            f"{self.json_file} images[{index}]"
         source = self.sources["images"].get(str(image_id))
         return f"{source} ({where})" if source else where
 
-    def annotation_where(self, position: int, ann: dict) -> str:
+    def annotation_where(self, position: int, ann) -> str:
         ann_id = ann.get("id") if isinstance(ann, dict) else None
         image_id = ann.get("image_id") if isinstance(ann, dict) else None
         where = f"{self.json_file} image id {image_id!r} annotation id {ann_id!r} (annotations[{position}])"
         source = self.sources["annotations"].get(str(ann_id))
         return f"{source} ({where})" if source else where
 
-    def image_problem(self, kind: str, image_id, message: str) -> None:
-        self.report.add(kind, self.image_where(image_id), message, dropped=self.skip_invalid)
+    # -- images -----------------------------------------------------------------------------
 
-    def annotation_problem(self, kind: str, position: int, ann: dict, message: str) -> None:
-        self.report.add(
-            kind, self.annotation_where(position, ann), message, dropped=self.skip_invalid
-        )
-        self.bad_annotations.add(position)
-
-    # Warnings (policy.py): reported and the run goes on; under --strict, errors of the same kind.
-    _STRICT = " (a warning; an error under --strict)"
-
-    def file_warning(self, kind: str, message: str, where: str = "") -> None:
-        assert kind in WARNINGS, kind
-        if self.strict:
-            self.file_problem(kind, message + self._STRICT, where)
-        else:
-            self.report.add(kind, f"{self.json_file}{where}", message, level="warning")
-
-    def image_warning(self, kind: str, image_id, message: str) -> None:
-        assert kind in WARNINGS, kind
-        if self.strict:
-            self.image_problem(kind, image_id, message + self._STRICT)
-            self.bad_images.add(image_id)
-        else:
-            self.report.add(kind, self.image_where(image_id), message, level="warning")
-
-    # -- the checks ---------------------------------------------------------------------------
-
-    def load(self) -> Optional[dict]:
-        if not os.path.isfile(self.json_file):
-            self.file_problem(
-                "json-file",
-                "file not found" if not os.path.exists(self.json_file) else "not a regular file",
-            )
-            return None
-        try:
-            with open(self.json_file, "rb") as f:
-                raw = f.read()
-        except OSError as e:
-            self.file_problem("json-file", f"cannot read the file: {e}")
-            return None
-        if not raw.strip():
-            self.file_problem("json-file", "the file is empty")
-            return None
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            self.file_problem(
-                "json-file", f"not UTF-8 text (byte {e.start}); a COCO json must be UTF-8"
-            )
-            return None
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            self.file_problem("json-syntax", _decode_error_message(text, e))
-            return None
-        if not isinstance(data, dict):
-            self.file_problem(
-                "json-structure",
-                f"the top level must be an object with 'images', 'annotations' and 'categories', got {type(data).__name__}",
-            )
-            return None
-        ok = True
-        for key in ("images", "annotations", "categories"):
-            if key not in data:
-                self.file_problem(
-                    "missing-field", f"missing the required top-level field {key!r} (a list)"
-                )
-                ok = False
-            elif not isinstance(data[key], list):
-                self.file_problem(
-                    "json-structure",
-                    f"top-level field {key!r} must be a list, got {type(data[key]).__name__}",
-                )
-                ok = False
-        return data if ok else None
-
-    def check_categories(self, categories: List[Any]) -> Set[Any]:
-        ids: Counter = Counter()
-        for i, cat in enumerate(categories):
-            where = f" categories[{i}]"
-            if not isinstance(cat, dict):
-                self.file_problem(
-                    "category",
-                    f"must be an object with 'id' and 'name', got {type(cat).__name__}",
-                    where,
-                )
-                continue
-            missing = [k for k in ("id", "name") if k not in cat]
-            if missing:
-                self.file_problem(
-                    "missing-field",
-                    f"category is missing {missing} (needs 'id' (int) and 'name' (str))",
-                    where,
-                )
-                continue
-            if not _is_int(cat["id"]):
-                self.file_problem(
-                    "category", f"category id must be an integer, got {cat['id']!r}", where
-                )
-                continue
-            if not isinstance(cat["name"], str) or not cat["name"]:
-                self.file_problem(
-                    "category",
-                    f"category {cat['id']} needs a non-empty string 'name', got {cat['name']!r}",
-                    where,
-                )
-            ids[cat["id"]] += 1
-        for cat_id, n in ids.items():
-            if n > 1:
-                self.file_problem(
-                    "duplicate-id",
-                    f"category id {cat_id} appears {n} times; category ids must be unique",
-                )
-        if not categories:
-            self.file_problem("category", "'categories' is empty; list at least one category")
-        return set(ids)
-
-    def check_images_records(self, images: List[Any]) -> Dict[Any, dict]:
-        ids: Counter = Counter(
-            img.get("id") for img in images if isinstance(img, dict) and _is_int(img.get("id"))
-        )
-        valid: Dict[Any, dict] = {}
-        for i, img in enumerate(images):
-            if not isinstance(img, dict):
-                self.report.add(
-                    "image-record",
-                    f"{self.json_file} images[{i}]",
-                    f"must be an object, got {type(img).__name__}",
-                    dropped=self.skip_invalid,
-                )
-                continue
-            image_id = img.get("id", f"<missing> (images[{i}])")
-            if not _hashable(image_id):
-                image_id = repr(image_id)
-            missing = [k for k in ("id", "file_name", "height", "width") if k not in img]
-            if missing:
-                self.image_problem(
-                    "missing-field",
-                    image_id,
-                    f"image record is missing {missing} (needs id, file_name, height, width)",
-                )
-                self.bad_images.add(image_id)
-                continue
-            problems = []
-            if not _is_int(img["id"]):
-                problems.append(f"'id' must be an integer, got {img['id']!r}")
-            if not isinstance(img["file_name"], str) or not img["file_name"]:
-                problems.append(f"'file_name' must be a non-empty string, got {img['file_name']!r}")
-            for key in ("height", "width"):
-                if not _is_int(img[key]) or img[key] <= 0:
-                    problems.append(f"'{key}' must be a positive integer, got {img[key]!r}")
-            if problems:
-                self.image_problem("image-record", image_id, "; ".join(problems))
-                self.bad_images.add(image_id)
-                continue
-            if ids[image_id] > 1:
-                self.image_problem(
-                    "duplicate-id",
-                    image_id,
-                    f"image id {image_id} is used by {ids[image_id]} image records; ids must be unique (all of them are rejected, as it is ambiguous which one annotations mean)",
-                )
-                self.bad_images.add(image_id)
-                continue
-            valid[img["id"]] = img
-        return valid
-
-    def check_image_files(self, images: Dict[Any, dict]) -> None:
-        def probe(img):
-            path = os.path.join(self.image_root, img["file_name"])
-            if not os.path.exists(path):
-                return img, path, "missing", None
-            try:
-                return img, path, None, read_image_size(path)
-            except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-                return img, path, f"unreadable ({type(e).__name__}: {e})", None
-
+    def check_files(self, images: Dict[int, dict], size_from_file: Set[int]) -> Dict[int, Any]:
+        """Image files: existence, readability, bit depth, size against the record. Returns the
+        annotation transforms of EXIF-rotated images recorded with their stored size."""
+        todo = [img for i, img in images.items() if self.check_images or i in size_from_file]
+        paths = {}
+        for img in todo:
+            paths[img["id"]], repaired = find_image(self.image_root, img["file_name"])
+            if repaired is not None:
+                if self.record("file-name", self.image_where(img["id"]), f"file_name {img['file_name']!r} "
+                               "does not exist as written (Windows separators)", f"read as {repaired!r}") == "repair":
+                    img["file_name"] = repaired
+                    self.images_repaired.add(img["id"])
+                else:
+                    self.bad_images.add(img["id"])
         with ThreadPoolExecutor(max_workers=self.num_threads) as pool:  # I/O bound: headers only
-            results = list(pool.map(probe, images.values()))
-        for img, path, error, size in results:
-            image_id = img["id"]
-            if error == "missing":
-                self.image_problem(
-                    "image-file",
-                    image_id,
-                    f"image file {path} does not exist (file_name {img['file_name']!r} under image root {self.image_root})"
-                    + _missing_image_hint(img["file_name"], self.image_root),
-                )
-            elif error:
-                self.image_problem("image-file", image_id, f"image file {path} is {error}")
-            elif size != (img["width"], img["height"]):
-                self.image_problem(
-                    "image-size",
-                    image_id,
-                    f"image file {path} is {size[0]}x{size[1]} (width x height, after EXIF rotation) but the json says {img['width']}x{img['height']}; fix 'width'/'height' in the json",
-                )
-            else:
-                continue
-            self.bad_images.add(image_id)
+            infos = dict(zip([img["id"] for img in todo], pool.map(probe_image, [paths[img["id"]] for img in todo])))
+        transforms = {}
+        for img in todo:
+            image_id, info = img["id"], infos[img["id"]]
+            transform = self._check_file(img, info, image_id in size_from_file)
+            if transform is not None:
+                transforms[image_id] = transform
+        return transforms
 
-    def check_annotations(
-        self,
-        annotations: List[Any],
-        images: Dict[Any, dict],
-        category_ids: Set[Any],
-        all_image_ids: Set[Any],
-    ) -> None:
-        ids: Counter = Counter(
-            a.get("id") for a in annotations if isinstance(a, dict) and _is_int(a.get("id"))
-        )
-        for position, ann in enumerate(annotations):
-            if not isinstance(ann, dict):
-                self.annotation_problem(
-                    "annotation-record",
-                    position,
-                    {},
-                    f"must be an object, got {type(ann).__name__}",
-                )
-                continue
-            required = ["id", "image_id", "category_id", "bbox"]
-            if self.require_masks:
-                required.append("segmentation")
-            if self.for_evaluation:
-                required += [
-                    "area",
-                    "iscrowd",
-                ]  # pycocotools' COCOeval reads both for every ground truth
-            missing = [k for k in required if k not in ann]
-            if missing:
-                why = []
-                if "segmentation" in missing:
-                    why.append("segmentation is needed because MODEL.MASK_ON is set")
-                if "area" in missing or "iscrowd" in missing:
-                    why.append("area and iscrowd are needed by COCO evaluation")
-                self.annotation_problem(
-                    "missing-field",
-                    position,
-                    ann,
-                    f"annotation is missing {missing}" + (f" ({'; '.join(why)})" if why else ""),
-                )
-                continue
-            if not _is_int(ann["id"]):
-                self.annotation_problem(
-                    "annotation-record",
-                    position,
-                    ann,
-                    f"'id' must be an integer, got {ann['id']!r}",
-                )
-                continue
-            if ids[ann["id"]] > 1:
-                self.annotation_problem(
-                    "duplicate-id",
-                    position,
-                    ann,
-                    f"annotation id {ann['id']} is used {ids[ann['id']]} times; ids must be unique (Detectron2's loader asserts it)",
-                )
-                continue
-            image_id = ann["image_id"]
-            if not _hashable(image_id) or image_id not in all_image_ids:
-                self.annotation_problem(
-                    "unknown-id",
-                    position,
-                    ann,
-                    f"image_id {image_id!r} is not the id of any image in 'images'",
-                )
-                continue
-            if not _hashable(ann["category_id"]) or ann["category_id"] not in category_ids:
-                self.annotation_problem(
-                    "unknown-id",
-                    position,
-                    ann,
-                    f"category_id {ann['category_id']!r} is not in 'categories' (valid: {sorted(category_ids)[:20]})",
-                )
-                continue
-            img = images.get(image_id)
-            if img is None:
-                continue  # its image record is unusable: dropped (and counted) with the image
-            self.annotation_content(position, ann, img)
+    def _check_file(self, img: dict, info: ImageInfo, size_missing: bool):
+        where, image_id = self.image_where(img["id"]), img["id"]
+        if info.error:
+            hint = ""
+            if info.missing:
+                base = os.path.basename(img["file_name"].replace("\\", "/"))
+                if base != img["file_name"] and os.path.isfile(os.path.join(self.image_root, base)):
+                    hint = f"; a file {base!r} is in the image root itself"
+            self.record("image-file", where, f"{info.error} (file_name {img['file_name']!r} under image root "
+                        f"{self.image_root}){hint}")
+        elif info.deep:
+            self.record("image-bit-depth", where, f"image file {img['file_name']!r} has mode {info.mode!r} (16-bit "
+                        "or float): Detectron2 reads it clipped to 8 bits, mostly white; convert the images to 8 "
+                        "bits per channel")
+        elif size_missing:
+            if self.record("image-size-missing", where, f"width / height ({img.get('width')!r}, "
+                           f"{img.get('height')!r}) are not positive integers", f"set to {info.size[0]}x{info.size[1]} "
+                           "from the image file") == "repair":
+                img["width"], img["height"] = info.size
+                self.images_repaired.add(image_id)
+                return None
+        elif (img["width"], img["height"]) == info.size:
+            return None
+        elif (img["width"], img["height"]) == info.stored_size:
+            if self.record("exif-rotated", where, f"the record gives {img['width']}x{img['height']}, the stored size "
+                           f"of an image with EXIF orientation {info.orientation}, which Detectron2 reads turned to "
+                           f"{info.size[0]}x{info.size[1]}", "its annotations turned with it") == "repair":
+                img["width"], img["height"] = info.size
+                self.images_repaired.add(image_id)
+                return exif_transform(info.orientation, info.stored_size)
+        else:
+            self.record("image-size", where, f"image file {img['file_name']!r} is {info.size[0]}x{info.size[1]} "
+                        f"(width x height, after EXIF rotation) but the record says {img['width']}x{img['height']}; "
+                        "fix 'width' / 'height' (and the annotations, if the image was resized after labelling)")
+        self.bad_images.add(image_id)
+        return None
 
-    def annotation_content(self, position: int, ann: dict, img: dict) -> None:
-        """Check one annotation against its image; report its error, or its warnings (and
-        apply their repairs), or under --strict its warnings as errors."""
-        found: List[tuple] = []
-        error = annotation_findings(ann, img, found)
-        if error:
-            self.annotation_problem(error[0], position, ann, error[1])
+    # -- annotations ------------------------------------------------------------------------
+
+    def check_annotations(self, annotations: list, images: Dict[int, dict], category_ids: Set[int],
+                          transforms: Dict[int, Any]) -> None:
+        sizes = {i: (img["width"], img["height"]) for i, img in images.items()
+                 if i not in self.bad_images and i not in transforms}
+        clean, duplicates, largest = clean_annotations(
+            annotations, sizes, category_ids, require_masks=self.require_masks, for_evaluation=self.for_evaluation)
+        duplicates = set(duplicates)
+        fresh = iter(range(largest + 1, largest + 1 + len(annotations)))
+        taken = {a.get("id") for a in annotations if type(a) is dict and type(a.get("id")) is int}
+        for position in np.flatnonzero(~clean).tolist():
+            ann = annotations[position]
+            self.annotation(position, ann, images, category_ids, transforms.get(
+                ann.get("image_id") if isinstance(ann, dict) else None), position in duplicates,
+                lambda: next(fresh), taken)
+
+    def _reference(self, ann: dict, key: str, where: str) -> Tuple[Optional[int], bool]:
+        """An annotation's image_id / category_id as an int (a numeric string repaired):
+        ``(value or None, repaired)``."""
+        value = ann.get(key)
+        if type(value) is int:
+            return value, False
+        parsed, was_string = number(value)
+        if not was_string or not parsed.is_integer():
+            return None, False
+        if self.record("numeric-string", where, f"{key} {value!r} is a string", "converted to a number") != "repair":
+            raise _Refused("numeric-string")
+        ann[key] = int(parsed)
+        return ann[key], True
+
+    def annotation(self, position, ann, images, category_ids, transform, duplicate, new_id, taken) -> None:
+        try:
+            self._annotation(position, ann, images, category_ids, transform, duplicate, new_id, taken)
+        except _Refused as refused:  # a repair --strict turned into an error: the record's one finding
+            self._settle(position, "error", refused.kind)
+
+    def _annotation(self, position, ann, images, category_ids, transform, duplicate, new_id, taken) -> None:
+        where = self.annotation_where(position, ann)
+        if not isinstance(ann, dict) or "image_id" not in ann or "category_id" not in ann:
+            self._settle(position, self.record("annotation-record", where, "an annotation must be an object with "
+                         f"'image_id' and 'category_id', got {ann!r}"[:300]), "annotation-record")
             return
-        for kind, message, repair, apply in found:
-            if self.strict:
-                self.annotation_problem(kind, position, ann, message + self._STRICT)
-                continue
-            self.report.add(
-                kind, self.annotation_where(position, ann), message, level="warning", repair=repair
-            )
-            if apply is not None:
-                apply()
-                self.repaired.add(ann["id"])
-
-    def check_dataset_level(
-        self, data: dict, images: Dict[Any, dict], category_ids: Set[Any]
-    ) -> None:
-        """Warnings about the dataset as a whole (dataset_warnings.py)."""
-        for finding in dataset_warnings(data, images, category_ids, self.bad_images):
-            if finding.image_id is None:
-                self.file_warning(finding.kind, finding.message)
+        image_id, image_repaired = self._reference(ann, "image_id", where)
+        if image_id in self.bad_images and not _has_size(images.get(image_id)):  # nothing to check against
+            self.with_bad_image.add(position)
+            return
+        if image_id not in images:
+            self._settle(position, self.record("unknown-image", where, f"image_id {ann['image_id']!r} is not the id "
+                                               "of any image in 'images'"), "unknown-image")
+            return
+        category_id, category_repaired = self._reference(ann, "category_id", where)
+        if category_id not in category_ids:
+            result = self.record("unknown-category", where, f"category_id {ann['category_id']!r} is not in "
+                                 f"'categories' (valid: {sorted(category_ids)[:20]})")
+            if image_id in self.bad_images:
+                self.with_bad_image.add(position)
             else:
-                self.image_warning(finding.kind, finding.image_id, finding.message)
+                self._settle(position, result, "unknown-category")
+            return
+        img = images[image_id]
+        if transform is not None:
+            transform(ann)
+        check = AnnotationCheck(ann, img["width"], img["height"], functools.partial(self._finding, where),
+                                require_masks=self.require_masks, for_evaluation=self.for_evaluation,
+                                new_id=new_id, taken_ids=taken)
+        if duplicate:
+            check.renumber(f"id {ann['id']} is used by an earlier annotation too (Detectron2's loader asserts unique ids)")
+        elif self.for_evaluation and ann.get("id") == 0:
+            check.renumber("id 0: COCOeval counts a detection matched to ground truth id 0 as a miss")
+        state = check.run()
+        if image_id in self.bad_images:  # checked, so that one run reports every problem; goes with its image
+            self.with_bad_image.add(position)
+            return
+        self._settle(position, state, check.kind)
+        if state == "ok" and (check.repaired or image_repaired or category_repaired or transform is not None):
+            self.repaired.add(position)
+
+    def _finding(self, where: str, kind: str, message: str, repair: str = "") -> str:
+        return self.record(kind, where, message, repair)
+
+    def _settle(self, position: int, result: str, kind: str) -> None:
+        if result == "drop" or (result == "error" and self.skip_invalid):
+            self.dropped[position] = kind
+        elif result == "error":
+            self.errors.add(position)
+
+    # -- the whole ----------------------------------------------------------------------------
 
     def run(self) -> CocoCheckResult:
-        data = self.load()
         self.report.checked.append(f"COCO json {self.json_file}")
+        data = read_json(self.json_file, self.file_finding)
         if data is None:
-            return CocoCheckResult(self.report)
-        # A converted dataset (VIA, labelme) names each record's source and the importer's warnings.
+            return CocoCheckResult(self.report, json_file=self.json_file)
         info = data.get("info") if isinstance(data.get("info"), dict) else {}
-        sources = info.get(SOURCES_KEY)
-        if isinstance(sources, dict):
-            self.sources.update({k: v for k, v in sources.items() if isinstance(v, dict)})
-        for entry in info.get(WARNINGS_KEY) or []:
-            if isinstance(entry, list) and len(entry) == 3 and entry[0] in WARNINGS:
-                kind, where, message = entry
-                if self.strict:
-                    self.report.add(kind, where, message + self._STRICT)
-                else:
-                    self.report.add(kind, where, message, level="warning")
-        category_ids = self.check_categories(data["categories"])
-        all_image_ids = {
-            img["id"]
-            for img in data["images"]
-            if isinstance(img, dict) and "id" in img and _hashable(img["id"])
-        }
-        images = self.check_images_records(data["images"])
-        if self.check_images:
-            self.check_image_files(images)
-        # Annotations are checked against every well-formed image record, also those whose file is
-        # bad, so that one run reports every problem; they are dropped with the image anyway.
-        self.check_annotations(data["annotations"], images, category_ids, all_image_ids)
-        self.check_dataset_level(data, images, category_ids)
-        good_images = {i: img for i, img in images.items() if i not in self.bad_images}
-        return self._result(data, good_images)
+        if isinstance(info.get(SOURCES_KEY), dict):  # converted VIA / labelme data names its sources
+            self.sources.update({k: v for k, v in info[SOURCES_KEY].items() if isinstance(v, dict)})
+        categories, _ = check_categories(data["categories"], self.json_file, self.file_finding)
+        images, refused, size_from_file, repaired = check_image_records(data["images"], self.image_where, self.record)
+        self.bad_images |= refused
+        self.images_repaired |= repaired
+        transforms = self.check_files(images, size_from_file)
+        if categories is None:
+            return CocoCheckResult(self.report, json_file=self.json_file)
+        data["categories"] = categories
+        category_ids = {c["id"] for c in categories}
+        annotations = data["annotations"]
+        if self.require_masks and annotations and not any(isinstance(a, dict) and a.get("segmentation") for a in annotations):
+            self.file_finding("no-masks", self.json_file, f"none of the {len(annotations)} annotations has a mask "
+                              "('segmentation' empty or missing): the dataset holds boxes only, and MODEL.MASK_ON "
+                              "trains masks; set MODEL.MASK_ON False to train the boxes")
+            self.require_masks = False  # the other problems are still found, without one per annotation
+        self.check_annotations(annotations, images, category_ids, transforms)
+        return self.result(data, images, category_ids)
 
-    def _result(self, data: dict, good_images: Dict[Any, dict]) -> CocoCheckResult:
-        result = CocoCheckResult(self.report)
-        if self.report.errors:
-            return result  # without skip_invalid, or file-level errors: not usable
-        kept_images = [
-            img for img in data["images"] if isinstance(img, dict) and img.get("id") in good_images
-        ]
-        kept_annotations = []
-        with_image = 0
-        for position, ann in enumerate(data["annotations"]):
-            if position in self.bad_annotations:
-                ann_id = ann.get("id") if isinstance(ann, dict) else None
-                result.dropped_annotation_ids.add(ann_id if _hashable(ann_id) else repr(ann_id))
-                continue
-            if not _hashable(ann["image_id"]) or ann["image_id"] not in good_images:
-                with_image += 1
-                result.dropped_annotation_ids.add(ann["id"])
-                continue
-            kept_annotations.append(ann)
-        result.dropped_image_ids = {
-            img.get("id") if isinstance(img, dict) and _hashable(img.get("id")) else None
-            for img in data["images"]
-        } - set(good_images)
+    def dataset_findings(self, data: dict, kept: list, category_ids: Set[int]) -> None:
+        used = {a.get("category_id") for a in data["annotations"] if isinstance(a, dict)}
+        order = {cat_id: i for i, cat_id in enumerate(sorted(category_ids))}
+        names: Dict[str, list] = {}
+        for cat in data["categories"]:
+            names.setdefault(cat["name"], []).append(cat["id"])
+            if cat["id"] not in used:
+                self.record("unused-category", f"{self.json_file} category id {cat['id']}", f"category "
+                            f"{cat['name']!r} is used by no annotation; it is still class {order[cat['id']]} of the model")
+        for name, ids in names.items():
+            if len(ids) > 1:
+                self.record("duplicate-category-name", f"{self.json_file} categories {ids}", f"all are named "
+                            f"{name!r}; each is its own class, but tables keyed by class name cannot tell them apart")
+        if self.require_masks and self.mask_format == "polygon":
+            rle = sum(1 for a in kept if isinstance(a.get("segmentation"), dict) and not a.get("iscrowd", 0))
+            if rle:
+                self.file_finding("mask-format", self.json_file, f"{rle} trained (non-crowd) annotation(s) have RLE "
+                                  "masks, which INPUT.MASK_FORMAT 'polygon' cannot read; set INPUT.MASK_FORMAT bitmask")
+        # Only when nothing else stops the run: refused records are listed already, with the way forward.
+        if self.for_training and self.report.ok and not any(not a.get("iscrowd", 0) for a in kept):
+            dropped = Counter(k for k in self.dropped.values() if k)
+            self.file_finding("no-usable-annotation", self.json_file, "no annotation is left to train on"
+                              + (f": dropped {dict(dropped)}" if dropped else "") + "; see the records listed above")
+
+    def result(self, data: dict, images: Dict[int, dict], category_ids: Set[int]) -> CocoCheckResult:
+        annotations = data["annotations"]
+        image_ids_kept = set(images) - self.bad_images
+        gone = set(self.dropped) | self.errors | self.with_bad_image
+        kept = [a for i, a in enumerate(annotations) if i not in gone]
+        self.dataset_findings(data, kept, category_ids)
+        bad_image_records = [img for img in data["images"]
+                             if not (isinstance(img, dict) and img.get("id") in image_ids_kept)]
+        counts = self.counts
+        counts.annotations_in, counts.images_in = len(annotations), len(data["images"])
+        by_kind = Counter(self.dropped.values())
+        if self.skip_invalid:
+            counts.images_dropped = len(bad_image_records)
+            by_kind.update({"with their image": len(self.with_bad_image)} if self.with_bad_image else {})
+            counts.annotations_dropped = len(self.dropped) + len(self.with_bad_image)
+        else:
+            counts.skippable_images = len(bad_image_records)
+            counts.skippable_annotations = len(self.errors) + len(self.with_bad_image)
+            counts.annotations_dropped = len(self.dropped)
+        counts.dropped_by_kind = dict(by_kind)
+        counts.annotations_repaired = len(self.repaired - gone)
+        counts.images_repaired = len(self.images_repaired & image_ids_kept)
+        self.report.counts[self.name] = counts
+        result = CocoCheckResult(self.report, counts=counts, json_file=self.json_file)
+        result.dropped_annotation_ids = {_key(annotations[i]) for i in set(self.dropped) | self.with_bad_image}
+        result.repaired_annotation_ids = {_key(annotations[i]) for i in self.repaired - gone}
+        result.dropped_image_ids = {img.get("id") if isinstance(img, dict) else None for img in bad_image_records}
+        if not self.report.ok:
+            return result
         cleaned = dict(data)
-        cleaned["images"] = kept_images
-        cleaned["annotations"] = kept_annotations
+        if bad_image_records:
+            cleaned["images"] = [img for img in data["images"] if isinstance(img, dict) and img.get("id") in image_ids_kept]
+        if gone:
+            cleaned["annotations"] = kept
         result.data = cleaned
-        result.repaired_annotation_ids = set(self.repaired) - result.dropped_annotation_ids
-        n_images = len(data["images"]) - len(kept_images)
-        n_own = len(self.bad_annotations)
-        if n_images or n_own or with_image:
-            self.report.dropped[self.name] = {
-                "images": n_images,
-                "annotations (invalid)": n_own,
-                "annotations (of dropped images)": with_image,
-                "images kept": len(kept_images),
-                "annotations kept": len(kept_annotations),
-            }
-        if not kept_images:
-            self.report.add(
-                "empty-dataset",
-                self.json_file,
-                "no valid image is left; fix the records listed above",
-            )
-            result.data = None
+        result.metadata = summarize_coco_dict(self.name, self.json_file, self.image_root, cleaned).metadata()
+        # Every repair changes the data and every drop removes a record; warnings change nothing.
+        result.changed = any(p.outcome in ("repair", "drop") or p.dropped for p in self.report.problems)
         return result
+
+
+def _has_size(img: Optional[dict]) -> bool:
+    return img is not None and all(type(img.get(k)) is int and img[k] > 0 for k in ("width", "height"))
+
+
+def _key(ann) -> Any:
+    value = ann.get("id") if isinstance(ann, dict) else None
+    try:
+        hash(value)
+        return value
+    except TypeError:
+        return repr(value)
 
 
 def check_coco_json(
@@ -528,36 +391,28 @@ def check_coco_json(
     skip_invalid: bool = False,
     require_masks: bool = False,
     for_evaluation: bool = False,
+    for_training: bool = True,
     check_images: bool = True,
     num_threads: int = 8,
     strict: bool = False,
+    mask_format: str = "bitmask",
 ) -> CocoCheckResult:
-    """Check a COCO instances json and the images it lists; report every problem.
+    """Check a COCO instances json and the images it lists; report every finding (policy.py).
 
     Args:
-        json_file: the COCO json.
-        image_root: directory that ``file_name`` is relative to.
-        dataset_name: name used in the drop summary (defaults to the json path).
-        skip_invalid: drop invalid image/annotation records (each listed, all counted) instead of
-            failing; ``result.data`` is then the json without them.
-        require_masks: annotations need a ``segmentation`` (MODEL.MASK_ON).
-        for_evaluation: annotations need ``area`` and ``iscrowd`` (COCOeval reads them).
-        check_images: open every image header (existence, readability, size vs json).
-        num_threads: threads for reading image headers.
-        strict: report every warning of the policy (policy.py) as an error.
-
-    Warnings are in the report (``level == "warning"``) and their repairs are applied to
-    ``result.data``.
+        json_file: the COCO json; image_root: the directory ``file_name`` is relative to.
+        dataset_name: the name in the summary (defaults to the json path).
+        skip_invalid: drop records with errors (each listed, all counted) instead of failing.
+        require_masks: instance masks are trained (MODEL.MASK_ON): instances need a valid one.
+        for_evaluation: COCOeval reads the data (``area``, ``iscrowd``, annotation id 0).
+        for_training: a training set: no usable annotation left is an error.
+        check_images: open every image header (existence, readability, size, EXIF, bit depth).
+        num_threads: threads reading image headers.
+        strict: every warning, repair and drop is an error.
+        mask_format: INPUT.MASK_FORMAT ("polygon" cannot read RLE masks of trained instances).
     """
-    checker = _CocoChecker(
-        json_file,
-        image_root,
-        dataset_name or json_file,
-        skip_invalid,
-        require_masks,
-        for_evaluation,
-        check_images,
-        num_threads,
-        strict,
-    )
-    return checker.run()
+    return _CocoChecker(
+        json_file, image_root, dataset_name or json_file, skip_invalid=skip_invalid, strict=strict,
+        require_masks=require_masks, for_evaluation=for_evaluation, for_training=for_training,
+        check_images=check_images, num_threads=num_threads, mask_format=mask_format,
+    ).run()

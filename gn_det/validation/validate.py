@@ -9,6 +9,7 @@ from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from ..checkpoint.atomic import AtomicFileWriter
+from ..data.coco_register import hand_over_parsed, read_with_registered_loader
 from ..data.formats.common import DEFAULT_LABEL
 from .checkpoint_checks import check_checkpoint
 from .coco_checks import check_coco_json
@@ -53,21 +54,12 @@ def _coco_source(name: str) -> Optional[tuple]:
 
 
 def use_cleaned_datasets(cleaned: Dict[str, str]) -> None:
-    """Re-register each dataset ``name`` to read ``cleaned[name]`` (a json written by validate
-    under --skip-invalid), keeping its image root and metadata. Call it in every process that
-    trains (launch's workers re-import and re-register their datasets)."""
-    from detectron2.data.datasets import register_coco_instances
-
+    """Point each dataset ``name`` at ``cleaned[name]`` (the repaired / cleaned json validation
+    wrote), keeping its image root and metadata. Call it in every process that trains (launch's
+    workers re-import and re-register their datasets)."""
     for name, json_file in cleaned.items():
-        metadata = MetadataCatalog.get(name).as_dict()
-        if metadata.get("json_file") == json_file:
-            continue
-        image_root = metadata.get("image_root", "")
-        for key in ("name", "json_file", "image_root", "evaluator_type"):
-            metadata.pop(key, None)
-        DatasetCatalog.remove(name)
-        MetadataCatalog.remove(name)
-        register_coco_instances(name, metadata, json_file, image_root)
+        metadata = MetadataCatalog.get(name)
+        read_with_registered_loader(name, json_file, metadata.get("image_root", ""))
 
 
 # Datasets validated clean, keyed by their json's path, size and mtime and the check options: a
@@ -129,13 +121,13 @@ def validate_datasets(
     (json path, size, mtime, options); while the json is unchanged, later runs into the same
     OUTPUT_DIR (e.g. --resume) skip it (``use_cache=False`` re-checks).
 
-    Datasets with repairs (policy.py: e.g. border-crossing polygons clipped) and, with
-    ``skip_invalid``, datasets with invalid records are written repaired / without them to
-    ``cleaned_dir`` (default ``OUTPUT_DIR/validated_datasets``); ``strict`` makes every warning
-    an error. ``report.cleaned_datasets`` maps their names to the written files, and with ``apply_cleaned`` they are re-registered to read
-    them in this process (other processes: use_cleaned_datasets(report.cleaned_datasets)).
-    ``prepare_dataset(name)`` is called first for each dataset (e.g. to generate it on disk).
-    Datasets in ``skip_names`` were checked already and are left alone.
+    Datasets with repairs or dropped records (policy.py) are written as they will be trained to
+    ``cleaned_dir`` (default ``OUTPUT_DIR/validated_datasets``); ``strict`` makes every warning,
+    repair and drop an error. ``report.cleaned_datasets`` maps their names to the written files,
+    and with ``apply_cleaned`` they are re-registered to read them in this process (other
+    processes: use_cleaned_datasets(report.cleaned_datasets)). The json as read is handed to the
+    first load of the dataset in this process. ``prepare_dataset(name)`` is called first for each
+    dataset (e.g. to generate it on disk). Datasets in ``skip_names`` were checked already.
     """
     report = report if report is not None else ValidationReport()
     names = (list(cfg.DATASETS.TRAIN) if training else []) + list(cfg.DATASETS.TEST)
@@ -152,45 +144,36 @@ def validate_datasets(
             prepare_dataset(name)
         source = _coco_source(name)
         if source is None:
-            report.checked.append(
-                f"dataset {name}: not registered from a COCO json, records not checked here"
-            )
+            report.checked.append(f"dataset {name}: not registered from a COCO json, records not checked here")
             continue
         json_file, image_root = source
         options = dict(
             require_masks=bool(cfg.MODEL.MASK_ON),
             for_evaluation=name in cfg.DATASETS.TEST,
+            for_training=training and name in cfg.DATASETS.TRAIN,
             check_images=check_images,
             strict=strict,
+            mask_format=cfg.INPUT.MASK_FORMAT,
         )
-        key = (
-            _clean_key(json_file, image_root, **options)
-            if cache_path and os.path.isfile(json_file)
-            else None
-        )
+        key = _clean_key(json_file, image_root, **options) if cache_path and os.path.isfile(json_file) else None
         if key is not None and key in clean_cache:
-            report.checked.append(
-                f"dataset {name}: {json_file} unchanged since validated clean (cache {cache_path})"
-            )
+            report.checked.append(f"dataset {name}: {json_file} unchanged since validated clean (cache {cache_path})")
             continue
-        result = check_coco_json(
-            json_file, image_root, dataset_name=name, skip_invalid=skip_invalid, **options
-        )
+        result = check_coco_json(json_file, image_root, dataset_name=name, skip_invalid=skip_invalid, **options)
         report.extend(result.report)
         if key is not None and not result.report.problems:
             clean_cache.append(key)
             os.makedirs(out_dir, exist_ok=True)
             with AtomicFileWriter(cache_path, "w") as f:
                 json.dump(clean_cache, f, indent=1)
-        if result.data is not None and (
-            result.dropped_image_ids
-            or result.dropped_annotation_ids
-            or result.repaired_annotation_ids
-        ):
-            path = write_cleaned_dataset(out_dir, name, result.data)
-            report.cleaned_datasets[name] = path
+        if result.data is None:
+            continue
+        if result.changed:
+            json_file = write_cleaned_dataset(out_dir, name, result.data)
+            report.cleaned_datasets[name] = json_file
             if apply_cleaned:
-                use_cleaned_datasets({name: path})
+                use_cleaned_datasets({name: json_file})
+        hand_over_parsed(name, json_file, result.data, will_register=result.changed)
     if training:
         _check_classes_agree(names, registered, report)
     return report
@@ -208,7 +191,8 @@ def _check_classes_agree(names: Sequence[str], registered: set, report: Validati
         first, first_classes = found[0]
         if classes != first_classes:
             hint = (
-                f"; VIA / labelme regions without a label form the class {DEFAULT_LABEL!r}"
+                f"; VIA / labelme data in which no region has a label form the class {DEFAULT_LABEL!r} "
+                "(--unlabeled-class names it)"
                 if DEFAULT_LABEL in classes + first_classes
                 else ""
             )
@@ -302,7 +286,7 @@ def check_run(
     ``report``: config values, every dataset the run reads (except ``skip_names``, already
     checked by the caller) and the checkpoint it loads. Arguments as in ``validate``."""
     training = not eval_only
-    check_config(cfg, num_processes=num_processes, report=report, training=training)
+    check_config(cfg, num_processes=num_processes, report=report, training=training, known_datasets=skip_names)
     if check_datasets:
         validate_datasets(
             cfg,

@@ -105,3 +105,26 @@ def test_rle_and_polygon_masks_are_detected(tmp_path):
     ann = dict(_box(1, 1, 3), segmentation=rle)
     json_file, image_dir = _write_coco(tmp_path, "rle", [_image(1)], [ann, _box(2, 1, 7)], CATEGORIES)
     assert summarize_coco_json("x", json_file, image_dir).segmentation_format == "mixed"
+
+
+def test_a_json_validation_read_is_handed_to_detectron2s_loader_once(tmp_path, monkeypatch):
+    import pycocotools.coco
+
+    from detectron2.data.datasets import load_coco_json
+
+    from gn_det.data.coco_register import summarize_coco_dict
+
+    json_file, image_dir = _write_coco(tmp_path, "handed", [_image(1), _image(2)],
+                                       [_box(1, 1, 12), _box(2, 2, 3), _box(3, 2, 7, iscrowd=1)], CATEGORIES)
+    parsed = json.loads(open(json_file).read())
+    metadata = summarize_coco_dict("test_coco_handed", json_file, image_dir, parsed).metadata()
+    register_coco_dataset("test_coco_handed", json_file, image_dir, metadata=metadata, parsed=parsed)
+    opened = []
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda path, *a, **k: opened.append(str(path)) or real_open(path, *a, **k))
+    first = DatasetCatalog.get("test_coco_handed")  # from the parsed json: the file is not read
+    assert json_file not in opened and pycocotools.coco.COCO.__name__ == "COCO"  # the swap is undone
+    second = DatasetCatalog.get("test_coco_handed")  # handed once: now Detectron2 reads the file
+    assert json_file in opened
+    assert first == second == load_coco_json(json_file, image_dir, "test_coco_handed")
+    assert MetadataCatalog.get("test_coco_handed").thing_classes == ["cup", "bowl", "kite"]

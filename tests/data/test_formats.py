@@ -125,7 +125,7 @@ def test_via_1_regions_as_a_dict_and_a_project_json_convert_the_same(tmp_path):
     assert len(a["annotations"]) == 4
 
 
-def test_via_regions_without_labels_form_one_class_with_a_warning(tmp_path):
+def test_via_regions_without_any_label_form_one_class(tmp_path):
     _images(tmp_path / "img", "b.jpg")
     data = {
         "b.jpg5": {
@@ -142,9 +142,7 @@ def test_via_regions_without_labels_form_one_class_with_a_warning(tmp_path):
     path.write_text(json.dumps(data))
     result = check_dataset(str(path), str(tmp_path / "img"), require_masks=True)
     assert result.ok and [c["name"] for c in result.data["categories"]] == ["object"]
-    (warning,) = result.report.warnings
-    assert warning.kind == "unlabeled-region" and "2 region(s)" in warning.message
-    assert not check_dataset(str(path), str(tmp_path / "img"), strict=True).ok
+    assert result.report.problems == [] and check_dataset(str(path), str(tmp_path / "img"), strict=True).ok
 
 
 def test_malformed_via_gets_named_errors_all_at_once(tmp_path):
@@ -154,20 +152,15 @@ def test_malformed_via_gets_named_errors_all_at_once(tmp_path):
             "filename": "1.jpg",
             "size": 1,
             "regions": [
-                _polygon([5, 20, 20, 5], [5, 5, 20]),
-                {
-                    "shape_attributes": {
-                        "name": "polyline",
-                        "all_points_x": [1, 2],
-                        "all_points_y": [1, 2],
-                    }
-                },
+                _polygon([5, 20, 20, 5], [5, 5, 20], label="leaf"),
+                {"shape_attributes": {"name": "polyline", "all_points_x": [1, 2, 9], "all_points_y": [1, 2, 1]},
+                 "region_attributes": {"label": "leaf"}},
                 {"region_attributes": {}},
                 _polygon([5, 20, 20], [5, 5, 20], kind="b", color="c"),
                 _polygon([30, 50, 50], [5, 5, 30], label="leaf"),
             ],
         },
-        "gone.jpg1": {"filename": "gone.jpg", "size": 1, "regions": []},
+        "gone.jpg1": {"filename": "gone.jpg", "size": 1, "regions": [_polygon([5, 20, 20], [5, 5, 20], label="leaf")]},
     }
     path = tmp_path / "via.json"
     path.write_text(json.dumps(data))
@@ -175,18 +168,17 @@ def test_malformed_via_gets_named_errors_all_at_once(tmp_path):
     assert not result.ok and result.data is None
     messages = {p.where.split(str(path))[-1]: p.message for p in result.report.errors}
     assert "all_points_x has 4 values but all_points_y has 3" in messages[" ['1.jpg1'] regions[0]"]
-    assert "'polyline' encloses no area" in messages[" ['1.jpg1'] regions[1]"]
+    assert "labelled polyline ('leaf') is an open line" in messages[" ['1.jpg1'] regions[1]"]
     assert "'shape_attributes'" in messages[" ['1.jpg1'] regions[2]"]
     assert messages[" ['1.jpg1'] regions[3]"].startswith("region attributes")
-    assert (
-        "gone.jpg" in messages[" ['gone.jpg1']"] and "does not exist" in messages[" ['gone.jpg1']"]
-    )
+    assert "gone.jpg" in messages[" ['gone.jpg1']"] and "does not exist" in messages[" ['gone.jpg1']"]
+    assert result.counts.skippable_annotations == 5 and result.counts.skippable_images == 1
     with pytest.raises(ValueError, match="5 record"):
         register_dataset(_name(), str(path), str(tmp_path / "img"))
     # --skip-invalid drops exactly those records and keeps the rest.
     kept = check_dataset(str(path), str(tmp_path / "img"), skip_invalid=True)
     assert kept.ok and len(kept.data["annotations"]) == 1 and len(kept.data["images"]) == 1
-    assert kept.report.dropped[str(path)] == {"via records not converted": 5}
+    assert kept.counts.annotations_dropped == 5 and kept.counts.dropped_by_kind == {"via records refused": 5}
 
 
 def _labelme(folder, name, image_path, shapes, size=(W, H)):
@@ -259,27 +251,26 @@ def test_labelme_size_that_disagrees_with_the_image_is_an_error(tmp_path):
     assert "a.json (a.jpg)" in result.report.errors[0].where  # named by its source file
 
 
-def test_malformed_labelme_gets_named_errors(tmp_path):
+def test_labelme_shapes_without_area_are_dropped_and_bad_files_refused(tmp_path):
     _images(tmp_path / "images", "a.jpg")
     ann = tmp_path / "ann"
     _labelme(
         ann,
         "a.json",
         "a.jpg",
-        [_shape("x", [[5, 5], [15, 5]], "line"), _shape("y", [[5, 5], [6, 6]])],
+        [_shape("x", [[5, 5], [15, 5]], "line"), _shape("y", [[5, 5], [6, 6]]), _shape("x", [[5, 5], [25, 5], [25, 25]])],
     )
     _labelme(ann, "b.json", "missing.jpg", [])
     b = json.loads((ann / "b.json").read_text())
-    (ann / "b.json").write_text(json.dumps({**b, "imageData": "/9j/4AAQ"}))
+    (ann / "b.json").write_text(json.dumps({**b, "imageData": "not base64 of an image"}))
     (ann / "c.json").write_text("{not json")
-    errors = check_dataset(str(ann), str(tmp_path / "images")).report.errors
-    by_where = {p.where.replace(str(ann) + "/", ""): p.message for p in errors}
-    assert "'line' encloses no area" in by_where["a.json shapes[0]"]
-    assert (
-        "1 point(s)" in by_where["a.json shapes[1]"] or "2 point(s)" in by_where["a.json shapes[1]"]
-    )
-    assert "'missing.jpg' not found" in by_where["b.json"] and "imageData" in by_where["b.json"]
-    assert "not a readable json" in by_where["c.json"]
+    result = check_dataset(str(ann), str(tmp_path / "images"), require_masks=True)
+    by_where = {p.where.split(str(ann) + "/")[1].split(" (")[0]: (p.kind, p.outcome, p.message)
+                for p in result.report.problems if str(ann) + "/" in p.where}
+    assert by_where["a.json shapes[0]"][:2] == ("no-mask", "drop") and "2 distinct" in by_where["a.json shapes[0]"][2]
+    assert by_where["a.json shapes[1]"][:2] == ("no-mask", "drop")
+    assert by_where["b.json"][:2] == ("image-file", "error") and "'imageData' is not an image" in by_where["b.json"][2]
+    assert by_where["c.json"][:2] == ("image-record", "error") and "not a readable json" in by_where["c.json"][2]
 
 
 def test_convert_tool_writes_a_coco_json_that_passes_the_coco_checks(tmp_path):
@@ -349,6 +340,6 @@ def test_via_3_project_is_refused_naming_what_to_export(tmp_path):
     )
     assert detect_format(str(path))[0] == "via3"
     (error,) = check_dataset(str(path), str(tmp_path)).report.errors
-    assert "VIA 3 project" in error.message and "COCO json" in error.message
+    assert "VIA 3 project" in error.message and "COCO json" in error.message and error.kind == "json-structure"
     with pytest.raises(ValueError, match="VIA 3 project"):
         register_dataset(_name(), str(path), str(tmp_path))

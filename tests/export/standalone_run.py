@@ -8,7 +8,7 @@ named in the job file are then put back on ``sys.path`` by hand, so torch, torch
 editable) install of Detectron2 or gn_det sits in site-packages itself, so both are also refused
 by an import hook: the deployment target has neither.
 
-Job file: {"site_packages": [...], "jobs": [{"path", "kind": "traced"|"scripted"|"onnx",
+Job file: {"site_packages": [...], "jobs": [{"path", "kind": "traced"|"scripted"|"onnx"|"pt2",
 "inputs": [image .pt files], "outputs": [result .pt files]}]}. Writes {"gn_det_importable": bool,
 "detectron2_importable": bool} to JOBS.json + ".env.json".
 """
@@ -45,7 +45,7 @@ def main(job_file: str) -> None:
     with open(job_file + ".env.json", "w") as f:
         json.dump(env, f)
     import torch
-    import torchvision  # noqa: F401  registers torchvision::nms and roi_align for TorchScript
+    import torchvision  # noqa: F401  registers torchvision::nms and roi_align (TorchScript, torch.export)
 
     for job in spec["jobs"]:
         if job["kind"] == "onnx":
@@ -54,6 +54,9 @@ def main(job_file: str) -> None:
             session = onnxruntime.InferenceSession(job["path"], providers=["CPUExecutionProvider"])
             name = session.get_inputs()[0].name
             run = lambda image: [torch.from_numpy(a) for a in session.run(None, {name: image.numpy()})]
+        elif job["kind"] == "pt2":
+            program = torch.export.load(job["path"]).module()
+            run = lambda image: list(program(image))
         else:
             module = torch.jit.load(job["path"])
             if job["kind"] == "traced":

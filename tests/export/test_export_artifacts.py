@@ -26,6 +26,7 @@ from gn_det.export import (
     export_tracing,
     max_differences,
     scripted_detections,
+    torchscript_on_purpose,
     tracing_adapter,
 )
 
@@ -45,12 +46,7 @@ def _eager(model, im):
     return detections_of(adapter.outputs_schema(list(flat))[0]["instances"])
 
 
-pytestmark = [
-    pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning"),
-    pytest.mark.filterwarnings(
-        "ignore:You are using the legacy TorchScript-based ONNX export:DeprecationWarning"
-    ),
-]
+pytestmark = [pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")]
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +79,7 @@ def exported(tmp_path_factory):
         if arch in DIRECT:
             inference = _rcnn_inference
             adapter = TracingAdapter(model, [{"image": images["trace"]}], inference).eval()
-            with torch.no_grad():
+            with torch.no_grad(), torchscript_on_purpose():  # the test's own TorchScript calls
                 traced = torch.jit.trace(adapter, (images["trace"],), check_trace=False)
                 torch.jit.save(traced, str(root / f"{i}.direct.ts"))
                 torch.onnx.export(
@@ -95,8 +91,9 @@ def exported(tmp_path_factory):
                 )
             # Scripting replaces the model's components by their prepared copies (Detectron2's
             # ResNet/FPN preparation does too): script a copy.
-            scripted = scripting_with_instances(_DictOutputs(copy.deepcopy(model)).eval(), FIELDS)
-            torch.jit.save(scripted, str(root / f"{i}.direct.scripted.ts"))
+            with torchscript_on_purpose():
+                scripted = scripting_with_instances(_DictOutputs(copy.deepcopy(model)).eval(), FIELDS)
+                torch.jit.save(scripted, str(root / f"{i}.direct.scripted.ts"))
             for kind in ("direct traced", "direct onnx"):
                 artifacts[kind] = adapter
             artifacts["direct scripted"] = False  # a dict of fields; no postprocess (R-CNN)
@@ -171,13 +168,16 @@ def test_detectron2_export_paths_on_the_trained_model_have_standard_ops(exported
         domains = {node.domain for node in onnx.load(path).graph.node}
         assert domains <= {"", "ai.onnx"}, domains
     else:
-        assert "gn_det::" not in str(torch.jit.load(path).inlined_graph)  # no op of gn_det's library
+        with torchscript_on_purpose():
+            graph = str(torch.jit.load(path).inlined_graph)
+        assert "gn_det::" not in graph  # no op of gn_det's library
 
 
 @pytest.mark.parametrize("arch", list(ARCHITECTURES))
 def test_exported_graph_has_no_gn_det_op_and_no_weight_standardization(exported, arch):
     _, _, path = exported["results"][(arch, "traced")]
-    graph = str(torch.jit.load(path).inlined_graph)
+    with torchscript_on_purpose():
+        graph = str(torch.jit.load(path).inlined_graph)
     assert "gn_det::" not in graph
     assert "aten::group_norm" in graph
     assert "aten::var_mean" not in graph  # WS is folded into the conv weights

@@ -51,17 +51,30 @@ def _export(run_dir, output, *extra):
     )
 
 
-@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
-def test_export_with_the_config_next_to_the_checkpoint_verifies_and_times(run_dir, tmp_path, fmt):
-    done = _export(run_dir, tmp_path, "--format", fmt)
+# (flags, artifact, export method the tool picks). The default is torch.export; the dynamo ONNX
+# exporter runs in test_torch_export.py (the same program, converted), not again here.
+EXPORTS = {
+    "default": ((), "model.pt2", "export"),
+    "torchscript": (("--format", "torchscript"), "model.ts", "tracing"),
+    "legacy onnx": (("--format", "onnx", "--export-method", "tracing"), "model.onnx", "tracing"),
+}
+
+
+@pytest.mark.parametrize("kind", list(EXPORTS))
+def test_export_with_the_config_next_to_the_checkpoint_verifies_and_times(run_dir, tmp_path, kind):
+    flags, name, method = EXPORTS[kind]
+    done = _export(run_dir, tmp_path, *flags)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "max |exported - eager|" in done.stdout and "verified: within tolerance" in done.stdout
     assert "time per image on this CPU" in done.stdout
-    artifact = tmp_path / ("model.onnx" if fmt == "onnx" else "model.ts")
+    artifact = tmp_path / name
     assert artifact.is_file()
     info = json.loads((tmp_path / "export.json").read_text())
     check = info["verification"]
-    assert info["format"] == fmt and sum(check["compared"]) > 0
+    assert info["export_method"] == method and info["artifact"] == name and sum(check["compared"]) > 0
+    assert info["artifact_bytes"] == artifact.stat().st_size and info["export_seconds"] > 0
+    # Only the path chosen by name says that torch deprecates it.
+    assert ("deprecates TorchScript" in done.stdout + done.stderr) == (method != "export")
     assert all(check["max_abs_difference"][k] <= check["tolerance"][k] for k in check["max_abs_difference"])
     assert check["eager_ms_per_image"] > 0 and check["exported_ms_per_image"] > 0
 
@@ -70,12 +83,17 @@ def test_a_class_count_that_does_not_fit_the_checkpoint_refuses_to_export(run_di
     done = _export(run_dir, tmp_path, "MODEL.ROI_HEADS.NUM_CLASSES", "3")
     assert done.returncode != 0
     assert "refusing to export" in done.stderr and "another number of classes" in done.stderr
-    assert not (tmp_path / "model.ts").exists()
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_a_format_and_method_that_do_not_go_together_are_refused(run_dir, tmp_path):
+    done = _export(run_dir, tmp_path, "--format", "pt2", "--export-method", "scripting")
+    assert done.returncode == 2 and "--format pt2 is written by --export-method export" in done.stderr
 
 
 def test_onnx_opset_11_rcnn_fails_verification_loudly(run_dir, tmp_path):
     # ONNX RoiAlign has no half-pixel (aligned) mode before opset 16: the artifact is written but
     # its boxes and masks are not the eager model's, and the verification says so.
-    done = _export(run_dir, tmp_path, "--format", "onnx", "--opset", "11")
+    done = _export(run_dir, tmp_path, "--format", "onnx", "--export-method", "tracing", "--opset", "11")
     assert done.returncode == 1
     assert "FAILED" in done.stderr and "does not match the eager model" in done.stderr

@@ -12,6 +12,7 @@ from gn_det.export import (
     check_model_matches_config,
     fold_weight_standardization,
     standard_model,
+    torchscript_on_purpose,
 )
 from gn_det.layers import FusedGNActConv2d, WSConv2d, group_norm_act, standardize_weight
 from gn_det.layers.group_norm_act import standard_ops_only
@@ -87,7 +88,8 @@ def test_fused_group_norm_records_torch_group_norm_only_while_tracing():
         assert standard_ops_only()
         return group_norm_act(t, weight, bias, 4)
 
-    traced = torch.jit.trace(f, (x,), check_trace=False)
+    with torchscript_on_purpose():  # TorchScript is what this test is about
+        traced = torch.jit.trace(f, (x,), check_trace=False)
     graph = str(traced.graph)
     assert "aten::group_norm" in graph and "aten::relu" in graph and "gn_det::" not in graph
     expected = torch.relu(torch.nn.functional.group_norm(x, 4, weight, bias))
@@ -112,7 +114,8 @@ def test_scripting_runs_the_standard_forward_of_a_fused_conv():
     conv = FusedGNActConv2d(
         4, 8, kernel_size=3, padding=1, bias=False, norm=torch.nn.GroupNorm(2, 8), activation=torch.nn.ReLU()
     )
-    scripted = torch.jit.script(conv)
+    with torchscript_on_purpose():
+        scripted = torch.jit.script(conv)
     x = torch.randn(1, 4, 6, 6)
     torch.testing.assert_close(scripted(x), conv(x), rtol=1e-5, atol=1e-5)
     assert "gn_det::" not in str(scripted.graph)
@@ -149,7 +152,8 @@ def test_a_module_with_a_recompute_scope_scripts_and_keeps_its_eager_scope():
         )
     )
     parent = torch.nn.Sequential(block)
-    scripted = torch.jit.script(parent)  # compiles no hook: the scope is Python-only
+    with torchscript_on_purpose():
+        scripted = torch.jit.script(parent)  # compiles no hook: the scope is Python-only
     x = torch.randn(1, 4, 6, 6)
     torch.testing.assert_close(scripted(x), parent(x), rtol=1e-5, atol=1e-5)
     assert has_recompute_scope(block)  # the module itself keeps its scope

@@ -215,17 +215,21 @@ def test_function_is_the_autograd_node():
 
 
 def test_auto_picks_the_cpu_kernels_for_contiguous_float_cpu_tensors_and_torch_otherwise():
-    from gn_det.layers.group_norm_act import _select_backend, cpu_kernels_available
+    from gn_det.layers.group_norm_act import choose_backend, cpu_kernels_available
 
     assert cpu_kernels_available(), (
         "gn_det._C is not built: run `pip install --no-build-isolation -e .` with a C++ compiler "
         "(scripts/setup_env.sh does); the 'cpu' backend tests need it"
     )
     x = torch.randn(2, 8, 4, 4)
-    assert _select_backend(x, "auto").name == "cpu"
-    assert _select_backend(x.double(), "auto").name == "cpu"
-    assert _select_backend(x.contiguous(memory_format=torch.channels_last), "auto").name == "torch"
-    assert _select_backend(x.bfloat16(), "auto").name == "torch"
+
+    def chosen(t):
+        return choose_backend(t, torch.ones(8), 2, True, "auto")[0].name
+
+    assert chosen(x) == "cpu"
+    assert chosen(x.double()) == "cpu"
+    assert chosen(x.contiguous(memory_format=torch.channels_last)) == "torch"
+    assert chosen(x.bfloat16()) == "torch"
 
 
 def test_cpu_backend_refuses_inputs_it_does_not_take():

@@ -39,8 +39,8 @@ def _square(x, y, s):
 
 @pytest.fixture
 def workdir(tmp_path):
-    """3 images; annotation 21 has a zero-width box, annotation 31 an unknown category (which
-    also makes the dataset's registration fail)."""
+    """3 images; annotation 21 has a zero-width box (recomputed from its polygon), annotation 31
+    an unknown category (refused)."""
     (tmp_path / "images").mkdir()
     images, annotations = [], []
     for i in (1, 2, 3):
@@ -135,16 +135,14 @@ def test_skip_invalid_trains_on_the_good_records_and_reports_the_dropped_ones(wo
     result = _train_net(workdir, "--skip-invalid", "OUTPUT_DIR", str(out))
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
-    assert "Dropped from mixed_train: 0 images, 2 annotations (invalid)" in output
+    assert ("mixed_train: 6 annotations = 4 as they are + 1 repaired + 1 dropped (1 unknown-category); "
+            "3 images = 3 as they are + 0 repaired + 0 dropped") in output
     report = json.loads((out / "validation_report.json").read_text())
-    dropped = sorted(
-        p["where"].split(" (annotations")[0].rsplit(" ", 1)[-1]
-        for p in report["problems"]
-        if p["dropped"]
-    )
-    assert dropped == ["21", "31"]
+    ended = sorted((p["where"].split(" (annotations")[0].rsplit(" ", 1)[-1], p["kind"], p["outcome"], p["dropped"])
+                   for p in report["problems"])
+    assert ended == [("21", "box-from-mask", "repair", False), ("31", "unknown-category", "error", True)]
     cleaned = json.loads((out / "validated_datasets" / "mixed_train.json").read_text())
-    assert sorted(a["id"] for a in cleaned["annotations"]) == [11, 12, 22, 32]
+    assert sorted(a["id"] for a in cleaned["annotations"]) == [11, 12, 21, 22, 32]
     assert (out / "model_final.pth").exists()
 
 

@@ -1,4 +1,5 @@
-"""COCO json validation: one test per class of bad input, each asserting the culprit is named."""
+"""COCO json checks: each kind of input is named precisely and ends as policy.py says (one
+test per behaviour; the differential corpus, test_corpus.py, compares them with Detectron2)."""
 
 import copy
 import json
@@ -8,7 +9,8 @@ import numpy as np
 import pycocotools.mask as mask_util
 from PIL import Image
 
-from gn_det.validation import check_coco_json, read_image_size
+from gn_det.data.image_size import read_image_size
+from gn_det.validation import check_coco_json
 
 W, H = 40, 30  # every test image is 40x30
 
@@ -32,38 +34,17 @@ def _square(x, y, s):
 
 
 def _good_dataset(tmp_path, n_images=3):
-    """n images with 2 valid annotations each (a polygon and a box), 2 categories."""
+    """n images with 2 valid annotations each, 2 categories (ids 1 and 7)."""
     images, annotations = [], []
     for i in range(1, n_images + 1):
         _image(tmp_path, f"{i}.png")
         images.append({"id": i, "file_name": f"{i}.png", "width": W, "height": H})
-        annotations.append(
-            {
-                "id": 10 * i + 1,
-                "image_id": i,
-                "category_id": 1,
-                "bbox": [2, 3, 10, 10],
-                "segmentation": [_square(2, 3, 10)],
-                "area": 100.0,
-                "iscrowd": 0,
-            }
-        )
-        annotations.append(
-            {
-                "id": 10 * i + 2,
-                "image_id": i,
-                "category_id": 7,
-                "bbox": [20, 5, 8, 12],
-                "segmentation": [[20, 5, 28, 5, 28, 17, 20, 17]],
-                "area": 96.0,
-                "iscrowd": 0,
-            }
-        )
-    return {
-        "images": images,
-        "annotations": annotations,
-        "categories": [{"id": 1, "name": "square"}, {"id": 7, "name": "rect"}],
-    }
+        annotations.append({"id": 10 * i + 1, "image_id": i, "category_id": 1, "bbox": [2, 3, 10, 10],
+                            "segmentation": [_square(2, 3, 10)], "area": 100.0, "iscrowd": 0})
+        annotations.append({"id": 10 * i + 2, "image_id": i, "category_id": 7, "bbox": [20, 5, 8, 12],
+                            "segmentation": [[20, 5, 28, 5, 28, 17, 20, 17]], "area": 96.0, "iscrowd": 0})
+    return {"images": images, "annotations": annotations,
+            "categories": [{"id": 1, "name": "square"}, {"id": 7, "name": "rect"}]}
 
 
 def _write(tmp_path, data, name="ann.json"):
@@ -78,112 +59,112 @@ def _check(tmp_path, data, **kwargs):
     return check_coco_json(_write(tmp_path, data), str(tmp_path / "images"), **kwargs)
 
 
-def _only_problem(result, kind):
-    assert [p.kind for p in result.report.problems] == [kind], result.report.format()
-    return result.report.problems[0]
+def _only(result, kind, outcome):
+    problems = result.report.problems
+    assert [(p.kind, p.outcome) for p in problems] == [(kind, outcome)], result.report.format()
+    return problems[0]
 
 
-def test_valid_dataset_passes(tmp_path):
+def test_valid_dataset_passes_unchanged(tmp_path):
     result = _check(tmp_path, _good_dataset(tmp_path))
-    assert result.ok, result.report.format()
-    assert result.report.problems == []
+    assert result.ok and result.report.problems == [] and not result.changed
+    assert result.metadata["thing_classes"] == ["square", "rect"]
+    assert result.metadata["thing_dataset_id_to_contiguous_id"] == {1: 0, 7: 1}
 
 
 def test_not_json(tmp_path):
     path = tmp_path / "ann.json"
     path.write_text("images: [1, 2]\n")
-    result = check_coco_json(str(path), str(tmp_path))
-    problem = _only_problem(result, "json-syntax")
-    assert str(path) in problem.where
-    assert "not valid JSON" in problem.message and "line 1, column 1" in problem.message
-    assert "truncated" not in problem.message
+    problem = _only(check_coco_json(str(path), str(tmp_path)), "json-syntax", "error")
+    assert str(path) in problem.where and "line 1, column 1" in problem.message and "truncated" not in problem.message
 
 
 def test_truncated_json_is_called_truncated(tmp_path):
     text = json.dumps(_good_dataset(tmp_path))
     path = tmp_path / "ann.json"
     path.write_text(text[: len(text) // 2])
-    problem = _only_problem(check_coco_json(str(path), str(tmp_path / "images")), "json-syntax")
-    assert "truncated" in problem.message and str(path) in problem.where
+    problem = _only(check_coco_json(str(path), str(tmp_path / "images")), "json-syntax", "error")
+    assert "truncated" in problem.message
 
 
-def test_missing_top_level_field(tmp_path):
+def test_missing_top_level_list(tmp_path):
     data = _good_dataset(tmp_path)
     del data["categories"]
-    problem = _only_problem(_check(tmp_path, data), "missing-field")
-    assert "'categories'" in problem.message
+    assert "'categories' must be a list" in _only(_check(tmp_path, data), "json-structure", "error").message
 
 
-def test_missing_annotation_fields_name_the_record(tmp_path):
+def test_annotation_without_image_id_is_refused_by_position(tmp_path):
     data = _good_dataset(tmp_path)
-    del data["annotations"][2]["bbox"]
-    del data["annotations"][3]["area"]
-    result = _check(tmp_path, data)
-    problems = result.report.problems
-    assert [p.kind for p in problems] == ["missing-field", "missing-field"]
-    assert "image id 2 annotation id 21" in problems[0].where and "'bbox'" in problems[0].message
-    assert "annotation id 22" in problems[1].where and "'area'" in problems[1].message
-    assert "COCO evaluation" in problems[1].message
-    # A training-only dataset does not need area/iscrowd.
-    assert len(_check(tmp_path, data, for_evaluation=False).report.problems) == 1
+    del data["annotations"][2]["image_id"]
+    problem = _only(_check(tmp_path, data), "annotation-record", "error")
+    assert "annotation id 21 (annotations[2])" in problem.where
 
 
-def test_unknown_image_and_category_ids(tmp_path):
+def test_unknown_image_id_is_dropped_as_detectron2_does(tmp_path):
     data = _good_dataset(tmp_path)
     data["annotations"][0]["image_id"] = 99
-    data["annotations"][1]["category_id"] = 3
-    problems = _check(tmp_path, data).report.problems
-    assert [p.kind for p in problems] == ["unknown-id", "unknown-id"]
-    assert "annotation id 11" in problems[0].where and "image_id 99" in problems[0].message
-    assert "annotation id 12" in problems[1].where and "category_id 3" in problems[1].message
-    assert "[1, 7]" in problems[1].message  # the valid ones
+    result = _check(tmp_path, data)
+    problem = _only(result, "unknown-image", "drop")
+    assert "annotation id 11" in problem.where and "image_id 99" in problem.message
+    assert [a["id"] for a in result.data["annotations"]] == [12, 21, 22, 31, 32]
+    assert result.counts.dropped_by_kind == {"unknown-image": 1}
 
 
-def test_duplicate_ids(tmp_path):
+def test_unknown_category_id_is_refused_naming_the_valid_ones(tmp_path):
     data = _good_dataset(tmp_path)
-    data["annotations"][1]["id"] = 11  # same as annotations[0]
-    data["images"][2]["id"] = 2  # same as images[1]
+    data["annotations"][1]["category_id"] = 3
+    problem = _only(_check(tmp_path, data), "unknown-category", "error")
+    assert "annotation id 12" in problem.where and "category_id 3" in problem.message and "[1, 7]" in problem.message
+
+
+def test_repeated_annotation_ids_are_renumbered(tmp_path):
+    data = _good_dataset(tmp_path)
+    data["annotations"][1]["id"] = 11
+    result = _check(tmp_path, data)
+    assert "used by an earlier annotation" in _only(result, "annotation-id", "repair").message
+    assert [a["id"] for a in result.data["annotations"]] == [11, 33, 21, 22, 31, 32]
+
+
+def test_one_image_id_for_two_files_is_refused(tmp_path):
+    data = _good_dataset(tmp_path)
+    data["images"][2]["id"] = 2
+    result = _check(tmp_path, data)
+    assert not result.ok
+    problem = next(p for p in result.report.errors if p.kind == "image-record")
+    assert "['2.png', '3.png']" in problem.message
+
+
+def test_one_category_id_with_two_names_is_refused_and_cannot_be_skipped(tmp_path):
+    data = _good_dataset(tmp_path)
     data["categories"].append({"id": 7, "name": "again"})
-    problems = _check(tmp_path, data).report.problems
-    kinds = sorted((p.kind, p.where.split(": ")[-1]) for p in problems)
-    assert (
-        sum(
-            1
-            for p in problems
-            if p.kind == "duplicate-id" and "image id 2" in p.where and "annotation" not in p.where
-        )
-        == 2
-    )
-    assert (
-        sum(1 for p in problems if p.kind == "duplicate-id" and "annotation id 11" in p.where) == 2
-    )
-    assert any(p.kind == "duplicate-id" and "category id 7" in p.message for p in problems), kinds
+    result = _check(tmp_path, data, skip_invalid=True)
+    assert not result.ok and result.data is None
+    assert "'rect' and as 'again'" in _only(result, "category", "error").message
 
 
-def test_missing_image_file(tmp_path):
+def test_missing_and_unreadable_image_files(tmp_path):
     data = _good_dataset(tmp_path)
     os.remove(tmp_path / "images" / "2.png")
-    problem = _only_problem(_check(tmp_path, data), "image-file")
-    assert (
-        "image id 2" in problem.where
-        and "2.png" in problem.message
-        and "does not exist" in problem.message
-    )
-
-
-def test_unreadable_image_file(tmp_path):
-    data = _good_dataset(tmp_path)
     (tmp_path / "images" / "3.png").write_bytes(b"this is not an image")
-    problem = _only_problem(_check(tmp_path, data), "image-file")
-    assert "image id 3" in problem.where and "unreadable" in problem.message
+    result = _check(tmp_path, data)
+    messages = {p.where.split(" image id ")[-1]: p.message for p in result.report.errors}
+    assert "does not exist" in messages["2"] and "unreadable" in messages["3"]
+    assert result.counts.skippable_images == 2 and result.counts.skippable_annotations == 4
 
 
-def test_image_size_disagrees_with_json(tmp_path):
+def test_truncated_image_is_found_by_its_missing_end_marker(tmp_path):
+    data = _good_dataset(tmp_path)
+    path = _image(tmp_path, "1.jpg", size=(W * 8, H * 8))
+    path.write_bytes(path.read_bytes()[:-400])
+    data["images"][0].update(file_name="1.jpg", width=W * 8, height=H * 8)
+    assert "truncated" in _only(_check(tmp_path, data), "image-file", "error").message
+
+
+def test_image_size_that_disagrees_with_the_record(tmp_path):
     data = _good_dataset(tmp_path)
     _image(tmp_path, "1.png", size=(W + 2, H))
-    problem = _only_problem(_check(tmp_path, data), "image-size")
-    assert "image id 1" in problem.where
-    assert f"is {W + 2}x{H}" in problem.message and f"json says {W}x{H}" in problem.message
+    problem = _only(_check(tmp_path, data), "image-size", "error")
+    assert f"is {W + 2}x{H}" in problem.message and f"says {W}x{H}" in problem.message
 
 
 def test_image_size_follows_exif_rotation_like_detectron2(tmp_path):
@@ -194,78 +175,114 @@ def test_image_size_follows_exif_rotation_like_detectron2(tmp_path):
     assert read_image(str(path)).shape[:2] == (W, H)  # Detectron2 sees height W, width H
 
 
-def test_box_with_non_positive_size(tmp_path):
+def test_record_with_the_stored_size_of_an_exif_rotated_image_is_turned(tmp_path):
+    data = _good_dataset(tmp_path)
+    _image(tmp_path, "1.jpg", size=(W, H), exif_orientation=8)  # stored 40x30, displayed 30x40
+    data["images"][0]["file_name"] = "1.jpg"
+    result = _check(tmp_path, data)
+    assert "EXIF orientation 8" in _only(result, "exif-rotated", "repair").message
+    assert (result.data["images"][0]["width"], result.data["images"][0]["height"]) == (H, W)
+    # Orientation 8 turns the stored image 90 degrees counter-clockwise: stored (x, y) -> (y, W - x).
+    turned = result.data["annotations"][0]
+    assert turned["segmentation"][0][:2] == [3.0, W - 2.0] and turned["bbox"] == [3.0, W - 12.0, 10.0, 10.0]
+
+
+def test_size_missing_in_the_record_is_read_from_the_image(tmp_path):
+    data = _good_dataset(tmp_path)
+    del data["images"][1]["width"]
+    result = _check(tmp_path, data)
+    _only(result, "image-size-missing", "repair")
+    assert result.data["images"][1]["width"] == W and result.counts.images_repaired == 1
+
+
+def test_box_of_zero_width_is_recomputed_from_the_mask(tmp_path):
     data = _good_dataset(tmp_path)
     data["annotations"][4]["bbox"] = [2, 3, 0, 10]
-    problem = _only_problem(_check(tmp_path, data), "bbox")
-    assert "image id 3 annotation id 31" in problem.where and "must be > 0" in problem.message
+    result = _check(tmp_path, data)
+    assert "recomputed from the mask" in _only(result, "box-from-mask", "repair").repair
+    assert result.data["annotations"][4]["bbox"] == [2.0, 3.0, 10.0, 10.0]
 
 
-def test_box_mostly_outside_image(tmp_path):
-    # Policy: a box less than half inside the image is an error (wrong image or units); one
-    # that passes the border by less is a warning, clipped (tests/validation/test_policy.py).
+def test_box_of_zero_width_without_a_mask_is_dropped_as_detectron2_does(tmp_path):
     data = _good_dataset(tmp_path)
-    data["annotations"][1]["bbox"] = [37, 5, 10, 10]  # x1 = 47 > width 40: 30% inside
-    problem = _only_problem(_check(tmp_path, data), "bbox")
-    assert (
-        "annotation id 12" in problem.where
-        and "x1=47" in problem.message
-        and "40x30" in problem.message
-        and "30%" in problem.message
-    )
+    data["annotations"][4]["bbox"] = [2, 3, 0, 10]
+    result = _check(tmp_path, data, require_masks=False)
+    assert "no mask to compute it from" in _only(result, "empty-box", "drop").message
 
 
-def test_empty_polygon(tmp_path):
+def test_box_mostly_outside_is_trained_with_a_warning(tmp_path):
+    data = _good_dataset(tmp_path)
+    data["annotations"][1].update(bbox=[37, 5, 10, 10], segmentation=[_square(37, 5, 10)])
+    result = _check(tmp_path, data)
+    assert result.ok and {p.kind for p in result.report.problems} == {"mostly-outside"}
+    assert not result.changed  # Detectron2 trains its in-image part; nothing to write
+
+
+def test_polygons_past_the_border_and_self_crossing_are_trained_as_they_are(tmp_path):
+    data = _good_dataset(tmp_path)
+    data["annotations"][0]["segmentation"] = [[30, 5, 41, 6, 40.5, 20, 31, 22]]  # 1 px past
+    data["annotations"][1]["segmentation"] = [[20, 5, 28, 17, 28, 5, 20, 17]]  # a bow tie
+    result = _check(tmp_path, data)
+    assert result.ok and result.report.problems == [] and not result.changed
+
+
+def test_empty_segmentation_is_dropped_with_masks_and_ignored_without(tmp_path):
     data = _good_dataset(tmp_path)
     data["annotations"][0]["segmentation"] = []
-    problem = _only_problem(_check(tmp_path, data), "polygon")
-    assert "annotation id 11" in problem.where and "empty" in problem.message
+    assert "'segmentation' is []" in _only(_check(tmp_path, data), "no-mask", "drop").message
+    assert _check(tmp_path, data, require_masks=False).report.problems == []
 
 
-def test_self_intersecting_polygon_is_an_error_under_strict(tmp_path):
-    # Policy: a warning by default (test_policy.py), an error under --strict.
+def test_polygon_of_two_points_beside_a_valid_one_is_left_out(tmp_path):
     data = _good_dataset(tmp_path)
-    data["annotations"][3]["segmentation"] = [
-        _square(2, 3, 5),
-        [20, 5, 28, 17, 28, 5, 20, 17],
-    ]  # bow tie
-    result = _check(tmp_path, data, strict=True)
-    problem = _only_problem(result, "self-intersecting")
-    assert not result.ok and problem.level == "error"
-    assert "annotation id 22" in problem.where
-    assert "polygon 1 of 2 is self-intersecting" in problem.message
-    assert "(20,5)-(28,17)" in problem.message  # one of the two crossing edges
-    assert "--strict" in problem.message
+    data["annotations"][0]["segmentation"].append([30, 20, 31, 21])
+    result = _check(tmp_path, data)
+    assert "polygon 1 of 2 has 2 distinct point(s)" in _only(result, "invalid-polygon", "repair").message
+    assert result.data["annotations"][0]["segmentation"] == [[float(v) for v in _square(2, 3, 10)]]
 
 
 def test_malformed_rle(tmp_path):
     data = _good_dataset(tmp_path)
-    data["annotations"][0]["segmentation"] = {
-        "size": [H, W],
-        "counts": [100, 50],
-    }  # 150 != 1200 pixels
+    data["annotations"][0]["segmentation"] = {"size": [H, W], "counts": [100, 50]}  # 150 != 1200 pixels
     data["annotations"][2]["segmentation"] = {"size": [H, W], "counts": "zz~"}  # not RLE characters
-    problems = _check(tmp_path, data).report.problems
+    problems = _check(tmp_path, data, mask_format="bitmask").report.problems
     assert [p.kind for p in problems] == ["rle", "rle"]
-    assert (
-        "annotation id 11" in problems[0].where
-        and "sum to 150" in problems[0].message
-        and "1200" in problems[0].message
-    )
-    assert "annotation id 21" in problems[1].where and "not an RLE character" in problems[1].message
+    assert "sum to 150" in problems[0].message and "1200" in problems[0].message
+    assert "not an RLE character" in problems[1].message
 
 
-def test_crowd_rle_is_valid_and_iscrowd_must_be_0_or_1(tmp_path):
+def test_rle_of_trained_instances_needs_the_bitmask_format_but_crowd_rle_does_not(tmp_path):
     data = _good_dataset(tmp_path)
     mask = np.zeros((H, W), dtype=np.uint8, order="F")
     mask[5:20, 10:30] = 1
     rle = mask_util.encode(mask)
-    data["annotations"][0].update(
-        iscrowd=1, segmentation={"size": rle["size"], "counts": rle["counts"].decode()}
-    )
+    data["annotations"][0].update(iscrowd=1, segmentation={"size": rle["size"], "counts": rle["counts"].decode()})
+    assert _check(tmp_path, data, mask_format="polygon").report.problems == []
+    data["annotations"][0]["iscrowd"] = 0
+    problem = _only(_check(tmp_path, data, mask_format="polygon"), "mask-format", "error")
+    assert "set INPUT.MASK_FORMAT bitmask" in problem.message
+
+
+def test_iscrowd_2_is_a_crowd_with_a_warning(tmp_path):
+    data = _good_dataset(tmp_path)
     data["annotations"][1]["iscrowd"] = 2
-    problem = _only_problem(_check(tmp_path, data), "iscrowd")
-    assert "annotation id 12" in problem.where and "0 or 1" in problem.message
+    assert "treats it as a crowd" in _only(_check(tmp_path, data), "iscrowd-value", "warning").message
+
+
+def test_missing_area_of_an_evaluation_set_is_the_mask_area(tmp_path):
+    data = _good_dataset(tmp_path)
+    del data["annotations"][3]["area"]
+    result = _check(tmp_path, data)
+    _only(result, "area", "repair")
+    assert result.data["annotations"][3]["area"] == 96.0
+    assert _check(tmp_path, data, for_evaluation=False).report.problems == []
+
+
+def test_annotation_id_0_is_renumbered_in_an_evaluation_set_only(tmp_path):
+    data = _good_dataset(tmp_path)
+    data["annotations"][0]["id"] = 0
+    assert "COCOeval" in _only(_check(tmp_path, data), "annotation-id", "repair").message
+    assert _check(tmp_path, data, for_evaluation=False).report.problems == []
 
 
 def test_every_problem_is_reported_not_just_the_first(tmp_path):
@@ -275,63 +292,44 @@ def test_every_problem_is_reported_not_just_the_first(tmp_path):
     data["annotations"][5]["segmentation"] = [[1, 1, 2, 2]]
     os.remove(tmp_path / "images" / "2.png")
     kinds = sorted(p.kind for p in _check(tmp_path, data).report.problems)
-    assert kinds == ["bbox", "image-file", "polygon", "unknown-id"]
+    assert kinds == ["box-from-mask", "image-file", "no-mask", "unknown-category"]
 
 
-def test_skip_invalid_keeps_exactly_the_good_records(tmp_path):
+def test_skip_invalid_keeps_exactly_the_good_records_and_counts_add_up(tmp_path):
     from detectron2.data.datasets import load_coco_json
 
     data = _good_dataset(tmp_path, n_images=5)
-    data["annotations"][0]["bbox"] = [0, 0, 0, 5]  # bad annotation 11 (image 1 stays)
-    data["annotations"][3]["segmentation"] = [[20, 5, 28, 5, 24, 5]]  # bad annotation 22: no area
-    os.remove(tmp_path / "images" / "3.png")  # image 3 and its annotations 31, 32 go
-    data["annotations"].append(
-        {
-            "id": 99,
-            "image_id": 77,
-            "category_id": 1,
-            "bbox": [1, 1, 2, 2],
-            "segmentation": [_square(1, 1, 2)],
-            "area": 4.0,
-            "iscrowd": 0,
-        }
-    )
+    data["annotations"][0]["category_id"] = 5  # refused: annotation 11
+    data["annotations"][3]["segmentation"] = [[20, 5, 28, 5, 24, 5]]  # no area: annotation 22 dropped
+    os.remove(tmp_path / "images" / "3.png")  # refused: image 3 and its annotations 31, 32
     original = copy.deepcopy(data)
 
-    strict = _check(tmp_path, data)
-    assert not strict.ok and strict.data is None
+    refused = _check(tmp_path, data)
+    assert not refused.ok and refused.data is None
+    assert (refused.counts.skippable_annotations, refused.counts.skippable_images) == (3, 1)
+    assert "add --skip-invalid: it drops 3 annotation(s) and 1 image(s)" in refused.report.format()
 
     result = _check(tmp_path, data, skip_invalid=True, dataset_name="mixed")
     assert result.ok, result.report.format()
-    assert all(p.dropped for p in result.report.problems) and len(result.report.problems) == 4
-    kept_images = {img["id"] for img in result.data["images"]}
-    kept_annotations = {a["id"] for a in result.data["annotations"]}
-    assert kept_images == {1, 2, 4, 5}
-    assert kept_annotations == {12, 21, 41, 42, 51, 52}
-    assert result.dropped_image_ids == {3}
-    assert result.dropped_annotation_ids == {11, 22, 31, 32, 99}
-    assert result.report.dropped["mixed"] == {
-        "images": 1,
-        "annotations (invalid)": 3,
-        "annotations (of dropped images)": 2,
-        "images kept": 4,
-        "annotations kept": 6,
-    }
-    # The kept records are the original ones, unchanged; the input is not modified.
-    assert [a for a in original["annotations"] if a["id"] in kept_annotations] == result.data[
-        "annotations"
-    ]
-    assert data == original
-    # Detectron2's own loader reads the cleaned json back with exactly those records.
-    cleaned = _write(tmp_path, result.data, "cleaned.json")
-    dicts = load_coco_json(cleaned, str(tmp_path / "images"), dataset_name=None)
-    assert sorted(d["image_id"] for d in dicts) == [1, 2, 4, 5]
-    assert sum(len(d["annotations"]) for d in dicts) == 6
+    assert {img["id"] for img in result.data["images"]} == {1, 2, 4, 5}
+    assert [a["id"] for a in result.data["annotations"]] == [12, 21, 41, 42, 51, 52]
+    c = result.report.counts["mixed"]
+    assert (c.annotations_in, c.annotations_kept, c.annotations_repaired, c.annotations_dropped) == (10, 6, 0, 4)
+    assert c.dropped_by_kind == {"unknown-category": 1, "no-mask": 1, "with their image": 2}
+    assert data == original  # the caller's data is not touched
+    dicts = load_coco_json(_write(tmp_path, result.data, "cleaned.json"), str(tmp_path / "images"), dataset_name=None)
+    assert sorted(d["image_id"] for d in dicts) == [1, 2, 4, 5] and sum(len(d["annotations"]) for d in dicts) == 6
 
 
-def test_skip_invalid_cannot_skip_file_level_problems(tmp_path):
-    data = _good_dataset(tmp_path)
-    data["categories"].append({"id": 1, "name": "duplicate"})
-    result = _check(tmp_path, data, skip_invalid=True)
-    assert not result.ok and result.data is None
-    assert any(p.kind == "duplicate-id" and not p.dropped for p in result.report.problems)
+def test_compressed_rle_strings_decode_to_the_masks_run_lengths():
+    from gn_det.validation.geometry import rle_string_counts
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        h, w = (int(v) for v in rng.integers(1, 40, 2))
+        mask = np.asfortranarray((rng.random((h, w)) < rng.random()).astype(np.uint8))
+        flat = mask.ravel(order="F")
+        changes = np.flatnonzero(np.diff(flat)) + 1
+        runs = np.diff(np.concatenate(([0], changes, [flat.size])))
+        expected = ([0] if flat[0] else []) + runs.tolist()  # COCO's runs start with a 0-run
+        assert rle_string_counts(mask_util.encode(mask)["counts"].decode()).tolist() == expected

@@ -15,7 +15,7 @@ from gn_det.validation import use_cleaned_datasets, validate
 
 @pytest.fixture
 def dataset(tmp_path):
-    """A registered 3-image dataset whose image 2 has one bad annotation (id 21, zero width)."""
+    """A registered 3-image dataset whose image 2 has one refused annotation (id 21, category 5)."""
     (tmp_path / "images").mkdir()
     images, annotations = [], []
     for i in (1, 2, 3):
@@ -33,7 +33,7 @@ def dataset(tmp_path):
                     "segmentation": [[2, 2, 2 + w, 2, 2 + w, 7, 2, 7]],
                 }
             )
-    annotations[2]["bbox"][2] = 0  # annotation 21
+    annotations[2]["category_id"] = 5  # annotation 21: not in 'categories'
     json_file = tmp_path / "train.json"
     json_file.write_text(
         json.dumps(
@@ -65,7 +65,7 @@ def test_invalid_record_fails_validation_naming_the_dataset_record(dataset, tmp_
     report = validate(None, _opts(name, tmp_path / "out"))
     assert not report.ok
     [problem] = report.problems
-    assert problem.kind == "bbox" and problem.where.startswith(
+    assert problem.kind == "unknown-category" and problem.where.startswith(
         f"{json_file} image id 2 annotation id 21"
     )
 
@@ -76,10 +76,10 @@ def test_skip_invalid_reregisters_the_dataset_without_the_bad_records(dataset, t
     assert report.ok and [p.dropped for p in report.problems] == [True]
     cleaned = report.cleaned_datasets[name]
     assert cleaned == str(tmp_path / "out" / "validated_datasets" / f"{name}.json")
-    assert report.dropped[name]["annotations (invalid)"] == 1
+    assert report.counts[name].annotations_dropped == 1 and report.counts[name].dropped_by_kind == {"unknown-category": 1}
     dicts = DatasetCatalog.get(name)  # Detectron2's loader, now reading the cleaned json
     kept = {d["image_id"]: [a["bbox"][2] for a in d["annotations"]] for d in dicts}
-    assert kept == {1: [10, 6], 2: [6], 3: [10, 6]}  # only annotation 21 (width 0) is gone
+    assert kept == {1: [10, 6], 2: [6], 3: [10, 6]}  # only annotation 21 is gone
     assert MetadataCatalog.get(name).json_file == cleaned and MetadataCatalog.get(
         name
     ).thing_classes == ["box"]
@@ -90,13 +90,13 @@ def test_skip_invalid_reregisters_the_dataset_without_the_bad_records(dataset, t
 def test_clean_dataset_is_not_rechecked_until_its_json_changes(dataset, tmp_path):
     name, json_file = dataset
     data = json.loads(json_file.read_text())
-    data["annotations"][2]["bbox"][2] = 6  # fix annotation 21
+    data["annotations"][2]["category_id"] = 1  # fix annotation 21
     json_file.write_text(json.dumps(data))
     first = validate(None, _opts(name, tmp_path / "out"))
     assert first.ok and not any("unchanged since validated clean" in c for c in first.checked)
     second = validate(None, _opts(name, tmp_path / "out"))
     assert second.ok and any("unchanged since validated clean" in c for c in second.checked)
-    data["annotations"][2]["bbox"][2] = 0  # broken again: the json changed, so it is re-checked
+    data["annotations"][2]["category_id"] = 5  # broken again: the json changed, so it is re-checked
     json_file.write_text(json.dumps(data))
     os.utime(json_file, ns=(1, 1))
     assert not validate(None, _opts(name, tmp_path / "out")).ok
@@ -105,22 +105,22 @@ def test_clean_dataset_is_not_rechecked_until_its_json_changes(dataset, tmp_path
 def test_repairs_are_what_detectron2_loads(dataset, tmp_path):
     name, json_file = dataset
     data = json.loads(json_file.read_text())
-    data["annotations"][2]["bbox"][2] = 10  # annotation 21 valid again
-    data["annotations"][0]["segmentation"] = [[30, 2, 42, 2, 42, 7, 30, 7]]  # 2 px past x = 40
-    data["annotations"][1]["iscrowd"] = False
+    data["annotations"][2]["category_id"] = 1  # annotation 21 valid again
+    data["annotations"][0]["bbox"] = [2, 2, "10", "5"]  # a labeling service's strings
+    data["annotations"][1]["iscrowd"] = "0"
     json_file.write_text(json.dumps(data))
     report = validate(None, _opts(name, tmp_path / "out"))
-    assert report.ok and sorted(p.kind for p in report.warnings) == ["border", "iscrowd-bool"]
+    assert report.ok and [p.kind for p in report.warnings] == ["numeric-string", "numeric-string"]
     assert report.errors == [] and name in report.cleaned_datasets
     first = {a["bbox"][2]: a for a in DatasetCatalog.get(name)[0]["annotations"]}
-    assert max(first[10]["segmentation"][0][0::2]) == 40  # clipped polygon
+    assert first[10.0]["bbox"] == [2, 2, 10.0, 5.0]
     assert first[6]["iscrowd"] == 0 and type(first[6]["iscrowd"]) is int
 
 
 def test_train_and_test_datasets_with_other_classes_stop_before_launch(dataset, tmp_path):
     name, json_file = dataset
     data = json.loads(json_file.read_text())
-    data["annotations"][2]["bbox"][2] = 10  # annotation 21 valid: only the classes differ
+    data["annotations"][2]["category_id"] = 1  # annotation 21 valid: only the classes differ
     json_file.write_text(json.dumps(data))
     other_json = tmp_path / "val.json"
     other_json.write_text(json.dumps(data | {"categories": [{"id": 1, "name": "object"}]}))
@@ -135,7 +135,7 @@ def test_train_and_test_datasets_with_other_classes_stop_before_launch(dataset, 
         report = validate(None, opts)
         assert [p.kind for p in report.errors] == ["dataset-classes"], report.format()
         message = report.errors[0].message
-        assert "['box']" in message and "['object']" in message and "without a label" in message
+        assert "['box']" in message and "['object']" in message and "no region has a label" in message
         evaluation = validate(None, opts, eval_only=True)
         assert not [p for p in evaluation.errors if p.kind == "dataset-classes"]
     finally:

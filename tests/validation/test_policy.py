@@ -1,226 +1,186 @@
-"""The validation policy (gn_det/validation/policy.py): real-data quirks are warnings (some
-repaired), broken data stays an error, --strict makes warnings errors.
-
-The fixtures reproduce quirks of the real datasets listed in docs/datasets.md: polygons a few
-pixels past the border, self-crossing outlines, boolean iscrowd, tool keys (Roboflow's image
-'license'/'date_captured' are COCO's own; 'extra' is not), an unused and a duplicate-named
-category (Roboflow's super-category), multi-ring polygons, images without annotations.
+"""The dataset rule (gn_det/validation/policy.py) on the problems real datasets showed (issue 28),
+each reproduced on a small fixture: a labeling service's COCO export with numbers as strings, a
+VIA project with one degenerate region and a few unlabelled ones, unlabelled polylines beside
+labelled polygons; what a refusal says; the embedded dataset; --strict.
 """
 
 import json
 import os
+import uuid
 
-import numpy as np
-import pycocotools.mask as mask_util
 import pytest
 from PIL import Image
 
-from gn_det.validation import MIN_INSIDE_FRACTION, WARNINGS, check_coco_json
-from gn_det.validation.report import ValidationReport
+from gn_det.validation import RULES, check_coco_json, check_dataset
+from gn_det.validation.policy import OUTCOMES
 
-W, H = 40, 30
+W, H = 60, 40
 
 
-def _dataset(tmp_path, annotations, images=1, categories=None):
-    (tmp_path / "images").mkdir(exist_ok=True)
-    records = []
-    for i in range(1, images + 1):
-        Image.new("RGB", (W, H)).save(tmp_path / "images" / f"{i}.png")
-        records.append({"id": i, "file_name": f"{i}.png", "width": W, "height": H})
-    for k, ann in enumerate(annotations, start=1):
-        ann.setdefault("id", k)
-        ann.setdefault("image_id", 1)
-        ann.setdefault("category_id", 1)
-        ann.setdefault("iscrowd", 0)
-        ann.setdefault("area", 10.0)
-    data = {
-        "images": records,
-        "annotations": annotations,
-        "categories": categories or [{"id": 1, "name": "a"}],
-    }
-    path = tmp_path / "ann.json"
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("GN_DET_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def _string_box_export(tmp_path, n=12):
+    """A labeling service's COCO export: bbox width and height as numeric strings, polygons too."""
+    (tmp_path / "images").mkdir()
+    Image.new("RGB", (W, H)).save(tmp_path / "images" / "a.jpg")
+    annotations = [{"id": k, "image_id": 1, "category_id": 1, "iscrowd": 0, "area": 30.0,
+                    "bbox": [2 + k, 3, "5.0337", "6.4206"],
+                    "segmentation": [[2 + k, 3, 7.0337 + k, 3, 7.0337 + k, 9.4206, 2 + k, 9.4206]]}
+                   for k in range(n)]
+    data = {"images": [{"id": 1, "file_name": "a.jpg", "width": W, "height": H}],
+            "annotations": annotations, "categories": [{"id": 1, "name": "tooth"}]}
+    path = tmp_path / "export.json"
     path.write_text(json.dumps(data))
     return str(path), str(tmp_path / "images")
 
 
-def _check(path, root, **kwargs):
-    return check_coco_json(path, root, require_masks=True, for_evaluation=True, **kwargs)
+def test_boxes_as_numeric_strings_are_repaired_and_counted_not_dropped(tmp_path):
+    path, root = _string_box_export(tmp_path)
+    for skip_invalid in (False, True):
+        result = check_coco_json(path, root, require_masks=True, skip_invalid=skip_invalid)
+        assert result.ok and [p.kind for p in result.report.problems] == ["numeric-string"] * 12
+        assert (result.counts.annotations_repaired, result.counts.annotations_dropped) == (12, 0)
+        assert result.data["annotations"][0]["bbox"] == [2.0, 3.0, 5.0337, 6.4206]
 
 
-def _kinds(result, level):
-    return [p.kind for p in result.report.problems if p.level == level]
+def test_a_training_set_left_without_usable_annotations_is_an_error_even_with_skip_invalid(tmp_path):
+    path, root = _string_box_export(tmp_path, n=2)
+    data = json.loads(open(path).read())
+    for ann in data["annotations"]:
+        ann["category_id"] = 9  # unknown: refused, and dropped by --skip-invalid
+    open(path, "w").write(json.dumps(data))
+    result = check_coco_json(path, root, require_masks=True, skip_invalid=True)
+    assert not result.ok and result.data is None
+    (error,) = result.report.errors
+    assert error.kind == "no-usable-annotation" and "{'unknown-category': 2}" in error.message
+    assert "0 annotations" not in result.report.format() or "Validation FAILED" in result.report.format()
 
 
-def _rasterize(polygons):
-    return mask_util.decode(mask_util.merge(mask_util.frPyObjects(polygons, H, W)))
+def _via(tmp_path, regions_per_image, attribute="label"):
+    (tmp_path / "img").mkdir(exist_ok=True)
+    data = {}
+    for i, regions in enumerate(regions_per_image):
+        Image.new("RGB", (W, H)).save(tmp_path / "img" / f"{i}.jpg")
+        data[f"{i}.jpg1"] = {"filename": f"{i}.jpg", "size": 1, "file_attributes": {}, "regions": [
+            {"shape_attributes": shape, "region_attributes": {attribute: label} if label else {}}
+            for shape, label in regions]}
+    path = tmp_path / "via.json"
+    path.write_text(json.dumps(data))
+    return str(path), str(tmp_path / "img")
 
 
-def test_polygon_a_little_past_the_border_is_a_warning_and_clipped_as_rasterization_does(tmp_path):
-    polygon = [30, 5, 43, 6, 42, 20, 31, 22]  # 3 px past x = 40
-    path, root = _dataset(tmp_path, [{"bbox": [30, 5, 10, 17], "segmentation": [polygon]}])
-    result = _check(path, root)
-    assert result.ok and _kinds(result, "warning") == ["border"]
-    problem = result.report.warnings[0]
-    assert "polygon 0 of 1" in problem.message and "annotation id 1" in problem.where
-    assert problem.repair == "polygon clipped to the image"
-    clipped = result.data["annotations"][0]["segmentation"][0]
-    assert max(clipped[0::2]) == W
-    # The same mask, up to pycocotools snapping the new border vertices to its 1/5 px grid.
-    original, repaired = _rasterize([polygon]), _rasterize([clipped])
-    assert original.sum() > 150 and np.sum(original != repaired) <= 2
+def _polygon(x, label):
+    return {"name": "polygon", "all_points_x": [x, x + 8, x + 8, x], "all_points_y": [5, 5, 15, 15]}, label
 
 
-def test_polygon_mostly_outside_is_an_error(tmp_path):
-    polygon = [35, 5, 80, 5, 80, 20, 35, 20]  # 5 of 45 px inside
-    path, root = _dataset(tmp_path, [{"bbox": [35, 5, 5, 15], "segmentation": [polygon]}])
-    result = _check(path, root)
-    assert not result.ok and _kinds(result, "error") == ["polygon"]
-    message = result.report.errors[0].message
-    assert "only 11% of its area lies inside" in message and f"{MIN_INSIDE_FRACTION:.0%}" in message
-
-
-def test_box_a_little_past_the_border_is_clipped(tmp_path):
-    path, root = _dataset(
-        tmp_path, [{"bbox": [-3, 2, 10, 10], "segmentation": [[0, 2, 7, 2, 7, 12]]}]
-    )
-    result = _check(path, root)
-    assert result.ok and _kinds(result, "warning") == ["border"]
-    assert result.data["annotations"][0]["bbox"] == [0.0, 2.0, 7.0, 10.0]
-    assert result.repaired_annotation_ids == {1}
-
-
-def test_self_intersecting_polygon_is_a_warning_and_kept(tmp_path):
-    bow_tie = [20, 5, 28, 17, 28, 5, 20, 17]
-    path, root = _dataset(tmp_path, [{"bbox": [20, 5, 8, 12], "segmentation": [bow_tie]}])
-    result = _check(path, root)
-    assert result.ok and _kinds(result, "warning") == ["self-intersecting"]
-    assert "(20,5)-(28,17)" in result.report.warnings[0].message
-    assert result.data["annotations"][0]["segmentation"] == [bow_tie]
-    assert result.repaired_annotation_ids == set()
-
-
-def test_boolean_iscrowd_is_a_warning_repaired_to_an_int(tmp_path):
-    square = [[2, 2, 12, 2, 12, 12, 2, 12]]
-    path, root = _dataset(
-        tmp_path,
-        [
-            {"bbox": [2, 2, 10, 10], "segmentation": square, "iscrowd": False},
-            {"bbox": [2, 2, 10, 10], "segmentation": square, "iscrowd": True},
-        ],
-    )
-    result = _check(path, root)
-    assert result.ok and _kinds(result, "warning") == ["iscrowd-bool", "iscrowd-bool"]
-    crowd = [a["iscrowd"] for a in result.data["annotations"]]
-    assert crowd == [0, 1] and all(type(v) is int for v in crowd)
-
-
-def test_extra_keys_unused_and_duplicate_named_categories_and_empty_images_are_warnings(tmp_path):
-    categories = [
-        {"id": 0, "name": "facade", "supercategory": "none"},
-        {"id": 1, "name": "window"},
-        {"id": 3, "name": "facade", "supercategory": "facade"},
-    ]
-    path, root = _dataset(
-        tmp_path,
-        [
-            {
-                "bbox": [2, 2, 10, 10],
-                "segmentation": [[2, 2, 12, 2, 12, 12, 2, 12]],
-                "extra": {"name": "w"},
-            },
-            {
-                "bbox": [2, 2, 10, 10],
-                "segmentation": [[2, 2, 12, 2, 12, 12]],
-                "category_id": 3,
-                "extra": {},
-            },
-        ],
-        images=2,
-        categories=categories,
-    )
-    result = _check(path, root)
+def test_one_degenerate_region_among_many_is_dropped_and_counted_never_a_refusal(tmp_path):
+    regions = [[_polygon(4 * k % 50, ["a", "b", "c"][k % 3]) for k in range(20)] for _ in range(5)]
+    regions[2][7] = ({"name": "rect", "x": 30, "y": 10, "width": 0, "height": 0}, "b")  # 0 x 0
+    path, root = _via(tmp_path, regions)
+    result = check_dataset(path, root, require_masks=True)
     assert result.ok, result.report.format()
-    assert sorted(_kinds(result, "warning")) == [
-        "duplicate-category-name",
-        "extra-keys",
-        "no-annotations",
-        "unused-category",
-    ]
-    by_kind = {p.kind: p for p in result.report.warnings}
-    assert (
-        "'extra'" in by_kind["extra-keys"].message
-        and "2 of 2 annotations" in by_kind["extra-keys"].message
-    )
-    assert "class 0 ('facade')" in by_kind["unused-category"].message
-    assert "[0, 3]" in by_kind["duplicate-category-name"].message
-    assert "image id 2" in by_kind["no-annotations"].where
+    (drop,) = result.report.problems
+    assert (drop.kind, drop.outcome) == ("no-mask", "drop") and "['2.jpg1'] regions[7]" in drop.where
+    assert (result.counts.annotations_in, result.counts.annotations_dropped) == (100, 1)
+    assert len(result.data["annotations"]) == 99
 
 
-def test_multi_ring_polygon_with_one_ring_past_the_border(tmp_path):
-    rings = [[2, 2, 12, 2, 12, 12, 2, 12], [30, 20, 42, 20, 42, 28, 30, 28]]
-    path, root = _dataset(tmp_path, [{"bbox": [2, 2, 38, 26], "segmentation": rings}])
-    result = _check(path, root)
-    assert result.ok and _kinds(result, "warning") == ["border"]
-    assert "polygon 1 of 2" in result.report.warnings[0].message
-    repaired = result.data["annotations"][0]["segmentation"]
-    assert repaired[0] == rings[0] and max(repaired[1][0::2]) == W
+def test_regions_without_a_label_are_left_out_never_a_new_class(tmp_path):
+    regions = [[_polygon(5, "kudzu"), _polygon(20, "leaf"), _polygon(35, None)], [_polygon(5, None), _polygon(20, "leaf")]]
+    path, root = _via(tmp_path, regions)
+    result = check_dataset(path, root, require_masks=True)
+    assert result.ok and [c["name"] for c in result.data["categories"]] == ["kudzu", "leaf"]
+    assert [(p.kind, p.outcome) for p in result.report.problems] == [("unlabeled-region", "drop")] * 2
+    assert result.counts.dropped_by_kind == {"unlabeled-region": 2} and len(result.data["annotations"]) == 3
+    assert "2 dropped (2 unlabeled-region)" in result.report.format()
 
 
-QUIRKS = {
-    "border": {"bbox": [30, 5, 10, 10], "segmentation": [[30, 5, 43, 5, 43, 15, 30, 15]]},
-    "self-intersecting": {"bbox": [20, 5, 8, 12], "segmentation": [[20, 5, 28, 17, 28, 5, 20, 17]]},
-    "iscrowd-bool": {
-        "bbox": [2, 2, 10, 10],
-        "segmentation": [[2, 2, 12, 2, 12, 12]],
-        "iscrowd": False,
-    },
-    "extra-keys": {"bbox": [2, 2, 10, 10], "segmentation": [[2, 2, 12, 2, 12, 12]], "tool": 1},
+def test_a_dataset_without_any_label_keeps_one_class_which_the_user_can_name(tmp_path):
+    path, root = _via(tmp_path, [[_polygon(5, None), _polygon(20, None)]])
+    result = check_dataset(path, root, require_masks=True)
+    assert result.ok and result.report.problems == [] and result.metadata["thing_classes"] == ["object"]
+    named = check_dataset(path, root, require_masks=True, unlabeled_class="balloon")
+    assert named.metadata["thing_classes"] == ["balloon"]
+
+
+def test_unlabelled_polylines_beside_labelled_polygons_are_left_out(tmp_path):
+    polyline = {"name": "polyline", "all_points_x": [2, 20, 40], "all_points_y": [30, 35, 30]}
+    path, root = _via(tmp_path, [[_polygon(5, "crack"), (polyline, None), (polyline, None)]])
+    result = check_dataset(path, root, require_masks=True)
+    assert result.ok and result.counts.dropped_by_kind == {"unlabeled-region": 2}
+
+
+def test_labelled_polylines_are_refused_with_the_way_forward(tmp_path):
+    polyline = {"name": "polyline", "all_points_x": [2, 20, 40], "all_points_y": [30, 35, 30]}
+    path, root = _via(tmp_path, [[_polygon(5, "crack"), (polyline, "crack"), (polyline, "crack")]])
+    result = check_dataset(path, root, require_masks=True, dataset_name="cracks")
+    assert not result.ok and {p.kind for p in result.report.errors} == {"region"}
+    text = result.report.format()
+    assert "To train cracks without the records refused above, add --skip-invalid: it drops 2 annotation(s) " \
+           "and 0 image(s)" in text
+    skipped = check_dataset(path, root, require_masks=True, dataset_name="cracks", skip_invalid=True)
+    assert skipped.ok and len(skipped.data["annotations"]) == 1
+    assert skipped.counts.annotations_in == 3 and skipped.counts.annotations_dropped == 2
+
+
+def test_a_failed_dataset_flag_gives_no_follow_on_not_registered_error(tmp_path):
+    from gn_det.data import register_dataset
+    from gn_det.engine import argument_parser
+    from gn_det.validation import validate_args
+
+    polyline = {"name": "polyline", "all_points_x": [2, 20, 40], "all_points_y": [30, 35, 30]}
+    path, root = _via(tmp_path, [[_polygon(5, "crack"), (polyline, "crack")]])
+    name = f"cracks_{uuid.uuid4().hex[:6]}"
+    args = argument_parser().parse_args(["--dataset", name, path, root, "DATASETS.TRAIN", f"('{name}',)",
+                                         "DATASETS.TEST", "()", "MODEL.MASK_ON", "True",
+                                         "OUTPUT_DIR", str(tmp_path / "out")])
+    report = validate_args(args, register_dataset=register_dataset)
+    assert [p.kind for p in report.errors] == ["region"]
+    assert "is not registered" not in report.format()
+
+
+def test_the_embedded_dataset_validates_without_a_finding(tmp_path):
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+    from tiny_run import make_split
+
+    json_file, image_root = make_split(tmp_path, "shapes", num_images=6, seed=3)
+    result = check_coco_json(json_file, image_root, require_masks=True, for_evaluation=True, mask_format="bitmask")
+    assert result.ok and result.report.problems == [], result.report.format()
+
+
+QUIRKS = {  # one per outcome the default gives; --strict refuses each
+    "numeric-string": lambda a: a.__setitem__("bbox", [2, 3, "10", "10"]),
+    "no-mask": lambda a: a.__setitem__("segmentation", [[1, 1, 2, 2]]),
+    "mostly-outside": lambda a: a.update(bbox=[50, 3, 30, 10], segmentation=[[50, 3, 80, 3, 80, 13, 50, 13]]),
 }
 
 
 @pytest.mark.parametrize("kind", sorted(QUIRKS))
-def test_strict_makes_the_warning_an_error(tmp_path, kind):
-    path, root = _dataset(tmp_path, [dict(QUIRKS[kind])])
-    assert _check(path, root).ok
-    result = _check(path, root, strict=True)
-    assert not result.ok and result.data is None
-    assert [p.kind for p in result.report.errors] == [kind]
-    assert "error under --strict" in result.report.errors[0].message
+def test_strict_makes_every_warning_repair_and_drop_an_error(tmp_path, kind):
+    (tmp_path / "images").mkdir()
+    Image.new("RGB", (W, H)).save(tmp_path / "images" / "a.png")
+    anns = [{"id": k, "image_id": 1, "category_id": 1, "iscrowd": 0, "bbox": [2, 3, 10, 10],
+             "segmentation": [[2, 3, 12, 3, 12, 13, 2, 13]]} for k in (1, 2)]
+    QUIRKS[kind](anns[0])
+    path = tmp_path / "ann.json"
+    path.write_text(json.dumps({"images": [{"id": 1, "file_name": "a.png", "width": W, "height": H}],
+                                "annotations": anns, "categories": [{"id": 1, "name": "a"}]}))
+    default = check_coco_json(str(path), str(tmp_path / "images"), require_masks=True)
+    assert default.ok and [p.kind for p in default.report.problems] == [kind]
+    strict = check_coco_json(str(path), str(tmp_path / "images"), require_masks=True, strict=True)
+    assert not strict.ok and [p.kind for p in strict.report.errors] == [kind]
+    assert "an error under --strict" in strict.report.errors[0].message
+    dropped = check_coco_json(str(path), str(tmp_path / "images"), require_masks=True, strict=True, skip_invalid=True)
+    assert dropped.ok and [a["id"] for a in dropped.data["annotations"]] == [2]
 
 
-def test_strict_with_skip_invalid_drops_the_record(tmp_path):
-    clean = {"bbox": [2, 2, 10, 10], "segmentation": [[2, 2, 12, 2, 12, 12]]}
-    path, root = _dataset(tmp_path, [dict(QUIRKS["self-intersecting"]), clean])
-    result = _check(path, root, strict=True, skip_invalid=True)
-    assert result.ok and [a["id"] for a in result.data["annotations"]] == [2]
-    assert all(p.dropped for p in result.report.problems if p.level == "error")
-
-
-def test_summary_is_short_counts_by_kind_examples_and_the_full_list(tmp_path):
-    report = ValidationReport()
-    for i in range(300):
-        report.add(
-            "self-intersecting",
-            f"ann.json annotation id {i}",
-            "polygon 0 of 1 is self-intersecting",
-            level="warning",
-        )
-    for i in range(40):
-        report.add(
-            "border",
-            f"ann.json annotation id {1000 + i}",
-            "passes the border",
-            level="warning",
-            repair="clipped",
-        )
-    report.report_path = "out/validation_report.json"
-    lines = report.summary(examples=3).splitlines()
-    assert lines[0] == "340 warning(s): 300 self-intersecting, 40 border (repaired)"
-    assert len(lines) == 4 and lines[-1] == "full list: out/validation_report.json"
-    assert "annotation id 0:" in lines[1] and "annotation id 1000:" in lines[2]
-
-
-def test_docs_table_lists_every_warning_kind():
+def test_every_rule_has_an_outcome_and_is_in_the_docs_table():
     docs = open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "validation.md")).read()
-    missing = [kind for kind in WARNINGS if f"`{kind}`" not in docs]
-    assert not missing, f"docs/validation.md's policy table lacks {missing}"
+    assert all(rule.outcome in OUTCOMES for rule in RULES.values())
+    missing = [kind for kind in RULES if f"| `{kind}` |" not in docs]
+    assert not missing, f"docs/validation.md's rule table lacks {missing}"

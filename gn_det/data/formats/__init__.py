@@ -13,7 +13,7 @@ import re
 import tempfile
 from typing import Any, Optional, Tuple
 
-from .common import DEFAULT_LABEL, SOURCES_KEY, WARNINGS_KEY, CocoBuilder, ConversionProblem
+from .common import DEFAULT_LABEL, SOURCES_KEY, CocoBuilder, ConversionProblem, Report
 from .labelme import convert_labelme, is_labelme, labelme_files
 from .via import convert_via, is_via
 
@@ -27,13 +27,15 @@ __all__ = [
     "ConversionProblem",
     "DEFAULT_LABEL",
     "SOURCES_KEY",
-    "WARNINGS_KEY",
 ]
 
 FORMATS = ("coco", "via", "labelme")
-# A COCO json names its 'images' list near the start; reading that much tells it from VIA and
-# labelme without parsing a COCO-sized file twice.
-_SNIFF_BYTES = 1 << 20
+# A COCO json's first key is one of its top-level fields (exports order them differently); VIA's
+# is a file key or "_via_settings", labelme's "version" / "flags" / "shapes". Reading the start
+# tells a COCO-sized file from the others without parsing it twice.
+_SNIFF_BYTES = 1 << 16
+_COCO_KEYS = {"info", "licenses", "images", "annotations", "categories", "type"}
+_FIRST_KEY = re.compile(rb'^\s*\{\s*"((?:[^"\\]|\\.)*)"\s*:')
 
 
 def _load_json(path: str) -> Optional[Any]:
@@ -54,7 +56,8 @@ def detect_format(path: str) -> Tuple[str, Optional[Any]]:
             head = f.read(_SNIFF_BYTES)
     except OSError:
         return "coco", None
-    if b'"images"' in head and (b'"annotations"' in head or b'"categories"' in head):
+    first = _FIRST_KEY.match(head.lstrip(b"\xef\xbb\xbf"))
+    if first and first.group(1).decode("utf-8", "replace") in _COCO_KEYS:
         return "coco", None
     data = _load_json(path)
     if is_via(data):
@@ -66,36 +69,40 @@ def detect_format(path: str) -> Tuple[str, Optional[Any]]:
     return "coco", None
 
 
-def convert(path: str, image_root: str) -> Tuple[str, Optional[CocoBuilder]]:
+def default_rule(kind: str, where: str, message: str, repair: str = "") -> str:
+    """The dataset rule's default outcome of a finding (gn_det/validation/policy.py)."""
+    from ...validation.policy import outcome  # imported here: gn_det.validation imports gn_det.data
+
+    return outcome(kind)
+
+
+def convert(path: str, image_root: str, report: Optional[Report] = None, unlabeled_class: str = DEFAULT_LABEL,
+            cache: str = "") -> Tuple[str, Optional[CocoBuilder]]:
     """``(format, builder)``: VIA / labelme converted (``builder.coco()``, ``builder.problems``);
-    ``(\"coco\", None)`` for a COCO json, which needs no conversion."""
+    ``("coco", None)`` for a COCO json, which needs no conversion. ``report(kind, where,
+    message, repair) -> outcome`` decides the importer's findings (default: the dataset rule's
+    default outcome); ``cache`` is where embedded labelme images are written."""
+    report = report or default_rule
     fmt, data = detect_format(path)
     if fmt == "via":
-        return fmt, convert_via(path, data, image_root)
+        return fmt, convert_via(path, data, image_root, report, unlabeled_class)
     if fmt == "via3":
-        builder = CocoBuilder(f"VIA 3 project {path}")
-        builder.error(
-            "via-record",
+        builder = CocoBuilder(f"VIA 3 project {path}", report)
+        builder.finding(
+            "json-structure",
             path,
             "a VIA 3 project file (keys 'project', 'file', 'metadata') is not read; export the "
             "annotations from VIA as COCO json, or use VIA 2 and its 'Export annotations (as json)'",
-            record_level=False,
+            file_level=True,
         )
         return fmt, builder
     if fmt == "labelme":
-        if os.path.isdir(path):
-            files = labelme_files(path)
-            builder = convert_labelme(
-                files, image_root, f"converted by gn_det from the labelme files in {path}"
-            )
-            if not files:
-                builder.error(
-                    "labelme-file", path, "the folder holds no .json files", record_level=False
-                )
-            return fmt, builder
-        return fmt, convert_labelme(
-            [path], image_root, f"converted by gn_det from the labelme file {path}"
-        )
+        files = labelme_files(path) if os.path.isdir(path) else [path]
+        what = f"the labelme files in {path}" if os.path.isdir(path) else f"the labelme file {path}"
+        builder = convert_labelme(files, image_root, f"converted by gn_det from {what}", report, unlabeled_class, cache)
+        if not files:
+            builder.finding("json-structure", path, "the folder holds no .json files", file_level=True)
+        return fmt, builder
     return fmt, None
 
 
