@@ -1,5 +1,6 @@
 """The COCO-scale benchmarks' own logic, without the COCO-sized runs: how a train command's
 first iteration is timed, how results are compared with pycocotools', and the command line."""
+import json
 import sys
 
 import pytest
@@ -52,3 +53,15 @@ def test_implementation_names_with_worker_counts():
         ("gn_det", "gn_det", 0), ("gn_det-w4", "gn_det", 4), ("detectron2", "detectron2", 1)]
     with pytest.raises(ValueError, match="'fast'; valid: pycocotools, detectron2, gn_det, faster_coco_eval"):
         _variants(["fast"])
+
+
+def test_coco_data_command_writes_both_splits_and_the_detections(tmp_path, capsys):
+    from gn_det.cli.benchmark import main
+
+    assert main(["coco-data", "--dir", str(tmp_path), "--scale", "0.0004"]) == 0
+    root = tmp_path / "scale_0.0004"
+    train = json.loads((root / "coco" / "annotations" / "instances_train2017.json").read_text())
+    assert (len(train["images"]), len(train["annotations"])) == (47, 344)
+    assert len(list((root / "coco" / "val2017").iterdir())) == 2
+    assert len(json.loads((root / "detections_val2017.json").read_text())) == 200
+    assert "train2017: 47 images, 344 annotations" in capsys.readouterr().out
