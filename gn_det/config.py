@@ -56,6 +56,14 @@ def add_gn_config(cfg: CN) -> CN:
     # None inherits the global value.
     for component in COMPONENT_NORM_KEYS:
         _C.MODEL.GN[component] = CN({key: None for key in _OVERRIDABLE})
+
+    # COCO evaluation (gn_det.evaluation.coco_eval_impl). IMPL: "gn_det" (Detectron2's C++
+    # COCOeval with gn_det's fast path), "detectron2" (COCOeval_opt) or "pycocotools" (the
+    # official COCOeval); all give pycocotools' numbers. WORKERS: processes for "gn_det" (0: half
+    # the cores, at most 8, and 1 below 4 cores; always 1 for small result sets).
+    _C.TEST.COCO_EVAL = CN()
+    _C.TEST.COCO_EVAL.IMPL = "gn_det"
+    _C.TEST.COCO_EVAL.WORKERS = 0
     return cfg
 
 

@@ -1,9 +1,13 @@
-"""gn_det's benchmarks, one command line, three sub-commands:
+"""gn_det's benchmarks, one command line, six sub-commands:
 
     gn-det-benchmark model --quick          # the whole model, BN*/D2 GN/gn_det GN/GN+WS
     gn-det-benchmark model --device cpu --freeze-at 2 0 --threads 1
     gn-det-benchmark layers --device cpu    # GN+ReLU layers and the GN box head, fused vs not
     gn-det-benchmark validation             # COCO validation throughput, safe checkpoint save
+    gn-det-benchmark coco-data              # generate the train2017/val2017-sized COCO workload
+    gn-det-benchmark coco-eval              # COCO evaluation at val2017 size vs Detectron2's
+    gn-det-benchmark startup                # validation and time to the first iteration at
+                                            # train2017 size vs Detectron2's own
 
 Without a sub-command it is ``model`` (``gn-det-benchmark --quick`` works as before). Every
 sub-command times with gn_det.benchmark.timing and measures memory with gn_det.benchmark.memory
@@ -17,7 +21,7 @@ import torch
 
 __all__ = ["SUBCOMMANDS", "build_parser", "main"]
 
-SUBCOMMANDS = ("model", "layers", "validation")
+SUBCOMMANDS = ("model", "layers", "validation", "coco-data", "coco-eval", "startup")
 
 
 def _size(text: str):
@@ -126,11 +130,49 @@ def _run_validation(args) -> int:
     return 0
 
 
+def _run_coco_data(args) -> int:
+    from ..benchmark.coco_scale_data import TRAIN2017, VAL2017, scaled_spec, write_split
+    from ..benchmark.coco_scale_detections import write_detections
+
+    for spec in (TRAIN2017, VAL2017):
+        if spec.split not in args.splits:
+            continue
+        spec, root = scaled_spec(spec, args.dir, args.scale)
+        info = write_split(root, spec)
+        print(f"{spec.split}: {info['images']} images, {info['annotations']} annotations ({info['crowd']} crowd), "
+              f"{info['polygons']} polygons, {info['vertices']} vertices, json {info['json_bytes'] / 2**20:.0f} MiB: "
+              f"{info['json_file']}")
+        if spec.split == "val2017":
+            dets = write_detections(info["json_file"], f"{root}/detections_{spec.split}.json")
+            print(f"detections: {dets['detections']} for {dets['images']} images: {dets['path']}")
+    return 0
+
+
+def _run_module(module_name: str):
+    def run(args) -> int:
+        import importlib
+
+        try:
+            importlib.import_module(f"gn_det.benchmark.{module_name}").run(args)
+        except ValueError as e:
+            print(f"benchmark: {e}", file=sys.stderr)
+            return 2
+        return 0
+
+    return run
+
+
+def _coco_scale_doc() -> str:
+    from ..benchmark import coco_scale_data
+
+    return coco_scale_data.__doc__.split("\n\n")[0]
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from ..benchmark import layer_timing, validation_cost
+    from ..benchmark import coco_eval_bench, layer_timing, startup_bench, validation_cost
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", metavar="{model,layers,validation}")
+    sub = parser.add_subparsers(dest="command", metavar="{" + ",".join(SUBCOMMANDS) + "}")
     model = sub.add_parser("model", help="whole-model benchmark (the default)",
                            description="Mask R-CNN R50-FPN (or --arch R18-FPN): (a) BN*, (b) Detectron2 GN, (c) gn_det GN, "
                                        "(d) gn_det GN+WS, side by side; Markdown tables and JSON.")
@@ -144,6 +186,19 @@ def build_parser() -> argparse.ArgumentParser:
                                 description=validation_cost.__doc__.split("\n\n")[0])
     validation_cost.add_arguments(validation)
     validation.set_defaults(func=_run_validation)
+    data = sub.add_parser("coco-data", help="generate the COCO-sized workload (train2017/val2017-sized jsons, "
+                          "images, detections)", description=_coco_scale_doc())
+    data.add_argument("--dir", default="output/coco_scale", help="root of the data (Detectron2's layout: DIR/coco/...)")
+    data.add_argument("--splits", nargs="+", default=["train2017", "val2017"], choices=["train2017", "val2017"])
+    data.add_argument("--scale", type=float, default=1.0, help="fraction of the real sizes (written under DIR/scale_F)")
+    data.set_defaults(func=_run_coco_data)
+    for name, module, text in (("coco-eval", coco_eval_bench, "COCO evaluation at val2017 size, side by side"),
+                               ("startup", startup_bench, "validation and time to the first iteration at "
+                                                          "train2017 size, vs Detectron2's own")):
+        p = sub.add_parser(name, help=text, description=module.__doc__.split("\n\n")[0],
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(p)
+        p.set_defaults(func=_run_module(module.__name__.rsplit(".", 1)[1]))
     return parser
 
 

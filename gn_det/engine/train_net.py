@@ -11,11 +11,14 @@ What ``Trainer`` changes in ``DefaultTrainer``:
 - ``build_train_loader``: Detectron2's loader over a stream that ``--resume`` continues exactly
   (same batches, same augmentations; ``gn_det.data.stream``).
 - ``build_hooks``: ``NonFiniteLossHook``, ``RNGStateHook`` and ``DataStreamHook`` first, then
-  Detectron2's; the checkpointer is ``build_checkpointer``'s.
+  Detectron2's, then ``ReplicaCheckHook`` (several processes: do all end with the same weights?);
+  the checkpointer is ``build_checkpointer``'s.
 - ``build_checkpointer``: the one place the checkpointer is made (``FineTuneCheckpointer``), for
   training, resuming and evaluation alike; it saves the run's classes in every checkpoint.
-- ``build_evaluator``: ``COCOAPEvaluator`` (all 12 COCOeval numbers, official pycocotools).
-- ``test``: also writes ``ap_report.json`` / ``ap_report.md`` into OUTPUT_DIR and logs the table.
+- ``build_evaluator``: ``COCOAPEvaluator`` (all 12 COCOeval numbers, pycocotools' numbers,
+  computed as ``TEST.COCO_EVAL`` says).
+- ``test``: also writes ``ap_report.json`` / ``ap_report.md`` (with what computed them) into
+  OUTPUT_DIR and logs the table.
 - multi-process training on CPU (Gloo): Detectron2 hands DistributedDataParallel the process's
   local rank as a GPU id, which DDP rejects for a CPU model; a CPU model is wrapped without one.
 """
@@ -38,6 +41,7 @@ from ..data.stream import build_resumable_train_loader
 from ..evaluation import (
     COCOAPEvaluator,
     build_ap_report,
+    evaluator_settings_from_config,
     format_ap_report_markdown,
     run_info_from_config,
     tasks_from_config,
@@ -45,6 +49,7 @@ from ..evaluation import (
 )
 from .hooks import DataStreamHook, NonFiniteLossHook, RNGStateHook
 from .lazy_train import is_lazy_config, lazy_train_main
+from .replica_check import ReplicaCheckHook
 from .setup import argument_parser, launch_from_args, setup, validate_and_launch
 
 __all__ = ["Trainer", "train_net_main", "evaluate_checkpoint", "invoke_main"]
@@ -69,7 +74,8 @@ class Trainer(DefaultTrainer):
         self.checkpointer = self.build_checkpointer(self.cfg, self._trainer.model, trainer=weakref.proxy(self))
         # First: stop at a NaN/Inf loss before its optimizer step and check the weights before
         # each periodic save; keep RNG states and the data stream's position in checkpoints.
-        return [NonFiniteLossHook(), RNGStateHook(), DataStreamHook()] + super().build_hooks()
+        # Last: once the final checkpoint is written, compare every process's weights.
+        return [NonFiniteLossHook(), RNGStateHook(), DataStreamHook()] + super().build_hooks() + [ReplicaCheckHook()]
 
     @classmethod
     def build_checkpointer(cls, cfg, model, **checkpointables):
@@ -81,7 +87,8 @@ class Trainer(DefaultTrainer):
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-        return COCOAPEvaluator(dataset_name, tasks=tasks_from_config(cfg), output_dir=output_folder)
+        return COCOAPEvaluator(dataset_name, tasks=tasks_from_config(cfg), output_dir=output_folder,
+                               **evaluator_settings_from_config(cfg))
 
     @classmethod
     def test(cls, cfg, model, evaluators=None, *, weights: Optional[str] = None, iteration: Optional[int] = None):
@@ -90,7 +97,14 @@ class Trainer(DefaultTrainer):
         ``weights``/``iteration`` name what was evaluated; during training they are filled in
         from the event storage (and the checkpoint saved at that iteration, if any).
         """
+        if evaluators is None and cfg.DATASETS.TEST:  # built here to read what computed the numbers
+            evaluators = [cls.build_evaluator(cfg, name) for name in cfg.DATASETS.TEST]
         results = super().test(cfg, model, evaluators)
+        evaluated_by, num_images = {}, {}
+        for name, evaluator in zip(cfg.DATASETS.TEST, evaluators if isinstance(evaluators, list) else [evaluators]):
+            evaluated_by[name] = dict(getattr(evaluator, "evaluated_by", {}) or {})
+            if getattr(evaluator, "num_images", None) is not None:
+                num_images[name] = evaluator.num_images
         if comm.is_main_process() and cfg.DATASETS.TEST:
             if iteration is None:
                 with contextlib.suppress(AssertionError):  # no storage outside training
@@ -98,7 +112,7 @@ class Trainer(DefaultTrainer):
                     # step Detectron2's storage already counts MAX_ITER.
                     iteration = min(get_event_storage().iter, cfg.SOLVER.MAX_ITER - 1)
                     weights = weights or _checkpoint_at(cfg, iteration)
-            _write_report(cfg, results, weights, iteration)
+            _write_report(cfg, results, weights, iteration, evaluated_by, num_images)
         return results
 
 
@@ -161,15 +175,23 @@ def _cpu_ddp_without_device_ids(cfg):
         d2_defaults.create_ddp_model = original
 
 
-def _write_report(cfg, results, weights: Optional[str], iteration: Optional[int]) -> None:
+def _write_report(cfg, results, weights: Optional[str], iteration: Optional[int], evaluated_by=None,
+                  num_images=None) -> None:
     by_dataset = results if len(cfg.DATASETS.TEST) > 1 else {cfg.DATASETS.TEST[0]: results}
+    # The evaluator knows its image count; loading the dataset again just to count it took
+    # seconds per evaluation at COCO size (Detectron2's catalog does not cache).
+    num_images = dict(num_images or {})
+    for name in by_dataset:
+        if name not in num_images:
+            num_images[name] = len(DatasetCatalog.get(name))
     report = build_ap_report(
         {name: res for name, res in by_dataset.items() if res},
         class_names={n: MetadataCatalog.get(n).get("thing_classes") for n in by_dataset},
-        num_images={n: len(DatasetCatalog.get(n)) for n in by_dataset},
+        num_images=num_images,
         run=run_info_from_config(cfg, comm.get_world_size(), _config_file(cfg)),
         weights=weights,
         iteration=iteration,
+        evaluated_by=evaluated_by,
     )
     paths = write_ap_report(report, cfg.OUTPUT_DIR)
     logger.info(f"AP report written to {paths['json']} and {paths['markdown']}:\n\n" + format_ap_report_markdown(report))

@@ -1,4 +1,5 @@
-"""COCO box/mask AP: the evaluator, ``ap_report.json`` + Markdown, and comparing runs."""
+"""COCO box/mask AP: the evaluator (and which code computes it), ``ap_report.json`` + Markdown,
+and comparing runs."""
 from .ap_report import (
     REPORT_FORMAT,
     build_ap_report,
@@ -7,7 +8,9 @@ from .ap_report import (
     run_info_from_config,
     write_ap_report,
 )
-from .coco_evaluator import SUMMARY_METRICS, COCOAPEvaluator, tasks_from_config
+from .coco_eval_impl import DEFAULT_IMPLEMENTATION, IMPLEMENTATIONS, evaluate_predictions
+from .coco_evaluator import SUMMARY_METRICS, COCOAPEvaluator, evaluator_settings_from_config, tasks_from_config
+from .fast_cocoeval import FastCOCOeval
 from .compare import common_dataset, comparison_markdown, load_runs, plot_comparison
 
 __all__ = [
@@ -19,7 +22,12 @@ __all__ = [
     "write_ap_report",
     "SUMMARY_METRICS",
     "COCOAPEvaluator",
+    "evaluator_settings_from_config",
     "tasks_from_config",
+    "IMPLEMENTATIONS",
+    "DEFAULT_IMPLEMENTATION",
+    "evaluate_predictions",
+    "FastCOCOeval",
     "common_dataset",
     "comparison_markdown",
     "load_runs",

@@ -14,11 +14,15 @@ object of that size)::
           "num_images": 100,
           "bbox": {"AP", "AP50", "AP75", "APs", "APm", "APl",
                    "AR1", "AR10", "AR100", "ARs", "ARm", "ARl",
-                   "per_category": {"<class>": AP, ...}},
+                   "per_category": {"<class>": AP, ...},
+                   "evaluated_by": "gn_det FastCOCOeval (...)" | absent},
           "segm": {...same...}
         }
       }
     }
+
+``evaluated_by`` names the code that computed the numbers (``TEST.COCO_EVAL.IMPL``); reports
+written before it existed have none.
 """
 import json
 import math
@@ -92,11 +96,13 @@ def run_info_from_config(cfg, world_size: int, config_file: str = "") -> dict:
     }
 
 
-def _task_section(metrics: Mapping[str, float], class_names) -> dict:
+def _task_section(metrics: Mapping[str, float], class_names, evaluated_by: Optional[str]) -> dict:
     section = {name: _number(metrics.get(name)) for name in SUMMARY_METRICS}
     section["per_category"] = {
         name: _number(metrics.get("AP-" + name)) for name in class_names if "AP-" + name in metrics
     }
+    if evaluated_by:
+        section["evaluated_by"] = evaluated_by
     return section
 
 
@@ -108,6 +114,7 @@ def build_ap_report(
     run: dict,
     weights: Optional[str] = None,
     iteration: Optional[int] = None,
+    evaluated_by: Optional[Mapping[str, Mapping[str, str]]] = None,
 ) -> dict:
     """Assemble the report.
 
@@ -118,13 +125,15 @@ def build_ap_report(
         num_images: dataset name -> number of evaluated images.
         run: ``run_info_from_config(...)``.
         weights, iteration: the evaluated checkpoint and its training iteration, where known.
+        evaluated_by: dataset name -> task -> what computed it (``COCOAPEvaluator.evaluated_by``).
     """
     datasets = {}
     for name, by_task in results.items():
         entry = {"num_images": num_images.get(name)}
         for task in REPORT_TASKS:
             if task in by_task:
-                entry[task] = _task_section(by_task[task], class_names.get(name) or [])
+                entry[task] = _task_section(by_task[task], class_names.get(name) or [],
+                                            ((evaluated_by or {}).get(name) or {}).get(task))
         datasets[name] = entry
     return {
         "format": REPORT_FORMAT,
@@ -154,6 +163,10 @@ def format_ap_report_markdown(report: dict) -> str:
             lines.append("No COCO metrics (the dataset has no annotations, or no predictions).")
             lines.append("")
             continue
+        engines = sorted({entry[t]["evaluated_by"] for t in tasks if entry[t].get("evaluated_by")})
+        if engines:
+            lines.append("Computed by " + "; ".join(engines) + ".")
+            lines.append("")
         lines.append("| metric | " + " | ".join(tasks) + " |")
         lines.append("|---|" + "---:|" * len(tasks))
         for metric in SUMMARY_METRICS:

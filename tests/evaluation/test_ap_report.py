@@ -13,12 +13,16 @@ from detectron2.structures import Boxes, Instances
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from detectron2.config import get_cfg
+
+from gn_det import add_gn_config
 from gn_det.data import register_coco_dataset
 from gn_det.evaluation import (
     REPORT_FORMAT,
     SUMMARY_METRICS,
     COCOAPEvaluator,
     build_ap_report,
+    evaluator_settings_from_config,
     format_ap_report_markdown,
     load_ap_report,
     write_ap_report,
@@ -87,13 +91,18 @@ def _instances(dets):
     return inst
 
 
-def _gn_det_results(predictions):
-    evaluator = COCOAPEvaluator("test_ap_scene", tasks=("bbox", "segm"), distributed=False)
+def _evaluator(predictions, **kwargs):
+    evaluator = COCOAPEvaluator("test_ap_scene", tasks=("bbox", "segm"), distributed=False, **kwargs)
     evaluator.reset()
     for image_id, dets in predictions.items():
         evaluator.process([{"image_id": image_id}], [{"instances": _instances(dets)}])
     with contextlib.redirect_stdout(io.StringIO()):
-        return evaluator.evaluate()
+        evaluator.results = evaluator.evaluate()
+    return evaluator
+
+
+def _gn_det_results(predictions):
+    return _evaluator(predictions).results
 
 
 def _pycocotools(json_file, predictions, iou_type, cat_ids=None):
@@ -142,6 +151,36 @@ def test_per_category_ap_equals_pycocotools_restricted_to_that_category(scene, i
     for category in CATEGORIES:
         stats = _pycocotools(json_file, predictions, iou_type, cat_ids=[category["id"]])
         assert ours["AP-" + category["name"]] == pytest.approx(stats[0] * 100, abs=1e-9), category
+
+
+@pytest.mark.parametrize("setting,expected", [("gn_det", "gn_det FastCOCOeval"), ("detectron2", "Detectron2 COCOeval_opt"),
+                                              ("pycocotools", "pycocotools")])
+def test_the_config_key_chooses_the_implementation_and_the_evaluator_names_it(scene, setting, expected):
+    cfg = get_cfg()
+    add_gn_config(cfg)
+    cfg.merge_from_list(["TEST.COCO_EVAL.IMPL", setting])
+    evaluator = _evaluator(scene[1], **evaluator_settings_from_config(cfg))
+    assert set(evaluator.evaluated_by) == {"bbox", "segm"}
+    assert all(text.startswith(expected) for text in evaluator.evaluated_by.values()), evaluator.evaluated_by
+    reference = _evaluator(scene[1], implementation="pycocotools").results
+    for task in ("bbox", "segm"):
+        for metric in SUMMARY_METRICS:
+            assert evaluator.results[task][metric] == pytest.approx(reference[task][metric], abs=1e-9, nan_ok=True)
+
+
+def test_detectron2s_use_fast_impl_flag_still_means_what_it_meant(scene):
+    assert COCOAPEvaluator("test_ap_scene", use_fast_impl=False).implementation == "pycocotools"
+    assert COCOAPEvaluator("test_ap_scene", use_fast_impl=True).implementation == "detectron2"
+
+
+def test_report_says_what_computed_each_task():
+    by = {"val": {"bbox": "gn_det FastCOCOeval (x)", "segm": "pycocotools 2.0 COCOeval (official)"}}
+    report = build_ap_report(_results(), class_names={"val": ["cat", "dog"]}, num_images={"val": 10},
+                             run={}, evaluated_by=by)
+    assert report["datasets"]["val"]["bbox"]["evaluated_by"] == "gn_det FastCOCOeval (x)"
+    text = format_ap_report_markdown(report)
+    assert "Computed by gn_det FastCOCOeval (x); pycocotools 2.0 COCOeval (official)." in text
+    assert "Computed by" not in format_ap_report_markdown(_report())  # older reports: no line
 
 
 def _results():
