@@ -319,6 +319,11 @@ def detectron2_alone(json_file: str, image_root: str, mask_format: str = "polygo
         code = 0
         try:
             reader.close()
+            # A crash here is a finding the parent reports; pytest's faulthandler would also
+            # print the dead child's stack into the suite's log.
+            import faulthandler
+
+            faulthandler.disable()
             with open("/proc/self/statm") as f:
                 used = int(f.read().split()[0]) * resource.getpagesize()
             resource.setrlimit(resource.RLIMIT_AS, (used + _MEMORY_LIMIT_BYTES, resource.RLIM_INFINITY))
