@@ -19,6 +19,7 @@ import numpy as np
 
 from ..data.coco_register import summarize_coco_dict
 from ..data.formats.common import SOURCES_KEY
+from ..data.gc_pause import paused_gc
 from .coco_annotations import AnnotationCheck
 from .coco_file import check_categories, check_image_records, read_json
 from .fast_path import clean_annotations
@@ -280,6 +281,10 @@ class _CocoChecker:
     # -- the whole ----------------------------------------------------------------------------
 
     def run(self) -> CocoCheckResult:
+        with paused_gc():  # the parsed json is a tree: the collector's walks of it find nothing
+            return self._run()
+
+    def _run(self) -> CocoCheckResult:
         self.report.checked.append(f"COCO json {self.json_file}")
         data = read_json(self.json_file, self.file_finding)
         if data is None:
