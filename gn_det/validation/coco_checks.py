@@ -11,7 +11,6 @@ data training reads: repaired and without dropped records, plus how every record
 import functools
 import os
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Set, Tuple
 
@@ -24,7 +23,7 @@ from .coco_annotations import AnnotationCheck
 from .coco_file import check_categories, check_image_records, read_json
 from .fast_path import clean_annotations
 from .geometry import number
-from .image_files import ImageInfo, exif_transform, find_image, probe_image
+from .image_files import ImageInfo, exif_transform, find_image, probe_images
 from .policy import RULES, outcome
 from .report import DatasetCounts, ValidationReport
 
@@ -144,8 +143,7 @@ class _CocoChecker:
                     self.images_repaired.add(img["id"])
                 else:
                     self.bad_images.add(img["id"])
-        with ThreadPoolExecutor(max_workers=self.num_threads) as pool:  # I/O bound: headers only
-            infos = dict(zip([img["id"] for img in todo], pool.map(probe_image, [paths[img["id"]] for img in todo])))
+        infos = dict(zip([img["id"] for img in todo], probe_images([paths[img["id"]] for img in todo], self.num_threads)))
         transforms = {}
         for img in todo:
             image_id, info = img["id"], infos[img["id"]]
@@ -412,7 +410,7 @@ def check_coco_json(
         for_evaluation: COCOeval reads the data (``area``, ``iscrowd``, annotation id 0).
         for_training: a training set: no usable annotation left is an error.
         check_images: open every image header (existence, readability, size, EXIF, bit depth).
-        num_threads: threads reading image headers.
+        num_threads: threads reading image headers where the reads wait for the disk (probe_images).
         strict: every warning, repair and drop is an error.
         mask_format: INPUT.MASK_FORMAT ("polygon" cannot read RLE masks of trained instances).
     """
