@@ -1,6 +1,7 @@
 """Image headers read as Detectron2's read_image will see the files (image_files.py): one read
 per file, and the same answer whether the headers are read in one thread or in several."""
 
+import os
 import threading
 
 import numpy as np
@@ -57,3 +58,24 @@ def test_threads_only_when_the_first_reads_waited_for_the_disk(mixed_files, monk
     monkeypatch.setattr(image_files, "_voluntary_switches", lambda: next(switches))
     probe_images(mixed_files, max_threads=4)
     assert (readers != {threading.current_thread()}) == threaded
+
+
+def test_a_dataset_check_reports_the_same_with_threads_or_not(mixed_files, tmp_path, monkeypatch):
+    import json
+
+    from gn_det.validation import check_coco_json
+
+    images = [{"id": i, "file_name": os.path.basename(p), "width": 40, "height": 30} for i, p in enumerate(mixed_files, 1)]
+    anns = [{"id": i, "image_id": i, "category_id": 1, "iscrowd": 0, "bbox": [2, 3, 10, 10],
+             "segmentation": [[2, 3, 12, 3, 12, 13, 2, 13]]} for i in range(1, len(images) + 1)]
+    (tmp_path / "ann.json").write_text(json.dumps({"images": images, "annotations": anns,
+                                                   "categories": [{"id": 1, "name": "a"}]}))
+    monkeypatch.setattr(image_files, "_SAMPLE", 3)
+    results = []
+    for waits in (0, 100):
+        switches = iter([0, waits])
+        monkeypatch.setattr(image_files, "_voluntary_switches", lambda: next(switches))
+        results.append(check_coco_json(str(tmp_path / "ann.json"), str(tmp_path), require_masks=True, skip_invalid=True))
+    sequential, threaded = results
+    assert len(sequential.report.problems) >= 6 and threaded.report.format() == sequential.report.format()
+    assert threaded.data == sequential.data and threaded.counts == sequential.counts
