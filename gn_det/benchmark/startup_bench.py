@@ -176,7 +176,7 @@ def _dataset_rows(json_file, image_root, work, repeats, mask_format, baseline=No
                 measured = measure_in_fresh_process(
                     f"gn_det.benchmark.startup_bench:{function}",
                     dict(json_file=json_file, image_root=image_root, **extra), what=row, timeout_s=3600,
-                    env=_env(checkout))
+                    env=_env(checkout), cwd=checkout)
                 measured["peak_rss_mib"] = (measured["baseline_bytes"] + measured["peak_growth_bytes"]) / 2**20
                 measured["peak_growth_mib"] = measured["peak_growth_bytes"] / 2**20
                 rows[row].append(measured)
