@@ -132,11 +132,15 @@ def measure_in_fresh_process(
     threads: int = 1,
     what: str = "",
     timeout_s: float = 3600.0,
+    env: Optional[Dict[str, str]] = None,
+    cwd: Optional[str] = None,
 ) -> Dict:
     """Run ``target(meter, **kwargs)`` in a new Python process; return the meter's result
     (``peak_growth_bytes``, ``baseline_bytes``, ``method``, ``marks_bytes``) plus the fields
-    the target returned. ``kwargs`` must be JSON. RuntimeError with the child's stderr tail
-    (and ``what`` was measured) when it fails."""
+    the target returned. ``kwargs`` must be JSON. ``env``, ``cwd``: the process's environment and
+    folder (default: this one's; ``python -c`` puts the folder first on the import path, before
+    ``PYTHONPATH``). RuntimeError with the child's stderr tail (and ``what`` was measured) when it
+    fails."""
     _resolve(target)  # a wrong name fails here, not after a process start
     request = {"target": target, "kwargs": kwargs, "device": device, "threads": threads}
     # -c rather than -m: running a module of an imported package would re-import it.
@@ -146,7 +150,8 @@ def measure_in_fresh_process(
         capture_output=True,
         text=True,
         timeout=timeout_s,
-        env=os.environ.copy(),
+        env=os.environ.copy() if env is None else env,
+        cwd=cwd,
     )
     for line in proc.stdout.splitlines():
         if line.startswith(RESULT_MARKER):

@@ -7,9 +7,10 @@ On the generated train2017-sized split (118,287 images, 860,001 annotations; ``c
    Detectron2's ``load_coco_json`` (what its loader runs in every training process) against what
    gn_det's train command does before ``launch``: ``gn_det.engine.setup.validate_and_launch`` on
    the command line ``--config-file CFG --dataset coco_gen_train JSON DIR`` (config checks,
-   registration, the dataset's validation with image headers) with a no-op main; also with
-   ``--no-image-check``, and gn_det's registration alone (``gn_det.data.register_dataset``, which
-   every training process repeats).
+   registration, the dataset's validation with image headers) with a no-op main, into a fresh
+   OUTPUT_DIR; the same again into that OUTPUT_DIR (a requeued or resumed run, which finds what
+   validation remembered there); with ``--no-image-check``; and gn_det's registration alone
+   (``gn_det.data.register_dataset``).
 2. **Time to the first iteration**: the train command started as a user starts it, until its log
    says the first iteration is done (``Saving checkpoint to`` with ``SOLVER.MAX_ITER 1``: the
    save right after iteration 0) and until training starts (``Starting training from
@@ -30,6 +31,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -124,27 +126,62 @@ def gn_det_register(meter, json_file: str, image_root: str) -> Dict:
     return {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
 
 
-def _dataset_rows(json_file, image_root, work, repeats, mask_format) -> Dict[str, List[Dict]]:
-    validate = {"output_dir": os.path.join(work, "validate"), "mask_format": mask_format}
-    targets = {
-        "detectron2 load_coco_json": ("detectron2_load", {}),
-        "gn_det validation + registration (train command, before launch)":
-            ("gn_det_before_launch", dict(validate, image_check=True)),
-        "gn_det same, --no-image-check": ("gn_det_before_launch", dict(validate, image_check=False)),
-        "gn_det register_dataset alone (json read + summary)": ("gn_det_register", {}),
-    }
-    rows = {name: [] for name in targets}
+def _with_baseline(targets: Dict[str, tuple], baseline: Optional[str]) -> Dict[str, tuple]:
+    """``targets`` (name -> (..., gn_det checkout)) run with this checkout, and each gn_det one
+    again with the ``baseline`` checkout, named ``<name> [baseline <label>]``."""
+    if baseline is None:
+        return targets
+    label = _baseline_label(baseline)
+    extra = {f"{name} [baseline {label}]": target[:-1] + (baseline,)
+             for name, target in targets.items() if name.startswith("gn_det")}
+    return {**targets, **extra}
+
+
+def _env(checkout: str, **extra) -> Dict[str, str]:
+    """This environment with ``checkout``'s gn_det first on the path."""
+    env = dict(os.environ, **extra)
+    env["PYTHONPATH"] = os.pathsep.join([checkout] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    return env
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+_FIRST = "gn_det validation + registration (train command, before launch)"
+_AGAIN = "gn_det same, again into the same OUTPUT_DIR (a requeued run)"
+
+
+def _dataset_rows(json_file, image_root, work, repeats, mask_format, baseline=None) -> Dict[str, List[Dict]]:
+    """Each row in a fresh process; each of gn_det's train commands into a fresh OUTPUT_DIR (what
+    a first run finds), and the first one's OUTPUT_DIR used again at once by a second process, as
+    a requeued or resumed run finds it (what validation remembered there)."""
+    validate = {"mask_format": mask_format}
+    targets = _with_baseline({
+        "detectron2 load_coco_json": ("detectron2_load", {}, REPO),
+        _FIRST: ("gn_det_before_launch", dict(validate, image_check=True), REPO),
+        "gn_det same, --no-image-check": ("gn_det_before_launch", dict(validate, image_check=False), REPO),
+        "gn_det register_dataset alone (json read + summary)": ("gn_det_register", {}, REPO),
+    }, baseline)
+    again = {name: name.replace(_FIRST, _AGAIN) for name in targets if name.startswith(_FIRST)}
+    rows = {name: [] for name in list(targets) + list(again.values())}
     for repeat in range(repeats):
         for name in rotated(list(targets), repeat):
-            function, extra = targets[name]
-            measured = measure_in_fresh_process(
-                f"gn_det.benchmark.startup_bench:{function}",
-                dict(json_file=json_file, image_root=image_root, **extra), what=name, timeout_s=3600)
-            measured["peak_rss_mib"] = (measured["baseline_bytes"] + measured["peak_growth_bytes"]) / 2**20
-            measured["peak_growth_mib"] = measured["peak_growth_bytes"] / 2**20
-            rows[name].append(measured)
-            print(f"  [{repeat}] {name}: {measured['wall_s']:.1f} s wall, {measured['cpu_s']:.1f} s CPU, "
-                  f"peak RSS {measured['peak_rss_mib']:.0f} MiB (+{measured['peak_growth_mib']:.0f})", flush=True)
+            function, extra, checkout = targets[name]
+            if function == "gn_det_before_launch":
+                output_dir = os.path.join(work, "validate", f"{_slug(name)}_{repeat}")
+                shutil.rmtree(output_dir, ignore_errors=True)
+                extra = dict(extra, output_dir=output_dir)
+            for row in [name] + ([again[name]] if name in again else []):
+                measured = measure_in_fresh_process(
+                    f"gn_det.benchmark.startup_bench:{function}",
+                    dict(json_file=json_file, image_root=image_root, **extra), what=row, timeout_s=3600,
+                    env=_env(checkout), cwd=checkout)
+                measured["peak_rss_mib"] = (measured["baseline_bytes"] + measured["peak_growth_bytes"]) / 2**20
+                measured["peak_growth_mib"] = measured["peak_growth_bytes"] / 2**20
+                rows[row].append(measured)
+                print(f"  [{repeat}] {row}: {measured['wall_s']:.1f} s wall, {measured['cpu_s']:.1f} s CPU, "
+                      f"peak RSS {measured['peak_rss_mib']:.0f} MiB (+{measured['peak_growth_mib']:.0f})", flush=True)
     return rows
 
 
@@ -232,25 +269,27 @@ def _detectron2_script(work: str) -> str:
 
 
 def _startup_rows(root, json_file, image_root, work, repeats, processes: List[int], timeout_s,
-                  mask_format) -> Dict[str, List[Dict]]:
+                  mask_format, baseline=None) -> Dict[str, List[Dict]]:
     wrapper = _detectron2_script(work)
-    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", DETECTRON2_DATASETS=root)
-    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
     configs = {}
     for n in processes:
         configs[f"detectron2 tools/train_net.py, {n} process(es)"] = (
             [sys.executable, wrapper, "--config-file", _config_file(), "--num-gpus", str(n)],
-            ["DATASETS.TRAIN", f"('{D2_NAME}',)"], n)
+            ["DATASETS.TRAIN", f"('{D2_NAME}',)"], n, REPO)
         configs[f"gn_det tools/train_net.py, {n} process(es)"] = (
-            [sys.executable, os.path.join(REPO, "tools", "train_net.py"), "--config-file", _config_file(),
-             "--dataset", NAME, json_file, image_root, "--num-gpus", str(n)],
-            ["DATASETS.TRAIN", f"('{NAME}',)"], n)
+            ["--config-file", _config_file(), "--dataset", NAME, json_file, image_root, "--num-gpus", str(n)],
+            ["DATASETS.TRAIN", f"('{NAME}',)"], n, REPO)
+    configs = _with_baseline(configs, baseline)
     rows = {name: [] for name in configs}
     for repeat in range(repeats):
         for name in rotated(list(configs), repeat):
-            command, opts, n = configs[name]
-            slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") + f"_{repeat}"
+            command, opts, n, checkout = configs[name]
+            if name.startswith("gn_det"):  # that checkout's train command
+                command = [sys.executable, os.path.join(checkout, "tools", "train_net.py")] + command
+            env = _env(checkout, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", DETECTRON2_DATASETS=root)
+            slug = f"{_slug(name)}_{repeat}"
             output_dir = os.path.join(work, slug)
+            shutil.rmtree(output_dir, ignore_errors=True)  # a first run: nothing remembered from an earlier one
             measured = first_iteration_run(command + opts + _common_opts(n, output_dir, mask_format), env,
                                            os.path.join(work, slug + ".log"), timeout_s)
             rows[name].append(measured)
@@ -281,7 +320,8 @@ def format_markdown(result: Dict) -> str:
                   "| command | training starts s | first iteration done s | × D2 | peak PSS MiB (process tree) | × D2 |",
                   "|---|---:|---:|---:|---:|---:|"]
         for name, rows in result["startup"].items():
-            d2 = result["startup"].get(name.replace("gn_det", "detectron2", 1), rows) if name.startswith("gn_det") else rows
+            d2_name = re.sub(r" \[baseline [^]]*\]", "", name).replace("gn_det", "detectron2", 1)
+            d2 = result["startup"].get(d2_name, rows) if name.startswith("gn_det") else rows
             first, d2_first = _median(rows, "first_iteration_s"), _median(d2, "first_iteration_s")
             pss, d2_pss = _median(rows, "peak_pss_mib"), _median(d2, "peak_pss_mib")
             ratio = f"{first / d2_first:.2f}" if first and d2_first else "n/a"
@@ -293,13 +333,18 @@ def format_markdown(result: Dict) -> str:
     return "\n".join(lines)
 
 
-def _commit() -> Optional[str]:
+def _commit(checkout: str = REPO) -> Optional[str]:
     """The gn_det commit measured (the numbers change when the code does)."""
     try:
-        return subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
+        return subprocess.run(["git", "-C", checkout, "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
+
+
+def _baseline_label(checkout: str) -> str:
+    """A baseline checkout's commit, or its folder's name where it is not a git checkout."""
+    return _commit(checkout) or os.path.basename(os.path.normpath(checkout))
 
 
 def _fmt(value, digits=1) -> str:
@@ -320,6 +365,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per start-up run")
     parser.add_argument("--mask-format", default="polygon", choices=["polygon", "bitmask"],
                         help="INPUT.MASK_FORMAT of both train commands (polygon: Detectron2's default)")
+    parser.add_argument("--baseline", metavar="CHECKOUT",
+                        help="also run every gn_det row with the gn_det of this checkout (e.g. the commit before a "
+                             "change, with its compiled kernels): before and after side by side in one run")
     parser.add_argument("--output", help="write the numbers as JSON to this path")
 
 
@@ -331,15 +379,21 @@ def run(args: argparse.Namespace) -> Dict:
     os.makedirs(work, exist_ok=True)
     result = {"data": data, "load_before": [round(v, 2) for v in os.getloadavg()], "config": D2_CONFIG,
               "mask_format": args.mask_format, "repeats": args.repeats, "commit": _commit()}
+    baseline = getattr(args, "baseline", None)
+    if baseline is not None:
+        baseline = os.path.abspath(baseline)
+        if not os.path.isfile(os.path.join(baseline, "tools", "train_net.py")):
+            raise SystemExit(f"--baseline {baseline}: not a gn_det checkout (no tools/train_net.py)")
+        result["baseline"] = {"checkout": baseline, "label": _baseline_label(baseline)}
     print(f"{'train2017-sized' if args.scale == 1.0 else f'{args.scale:g} x train2017'} split: {data['images']} images, {data['annotations']} annotations, "
           f"json {data['json_bytes'] / 2**20:.0f} MiB; load average {result['load_before']}", flush=True)
     if "dataset" in args.parts:
-        result["dataset"] = _dataset_rows(json_file, image_root, work, args.repeats, args.mask_format)
+        result["dataset"] = _dataset_rows(json_file, image_root, work, args.repeats, args.mask_format, baseline)
     if "startup" in args.parts:
         single = [n for n in args.processes if n == 1 or args.multi_process_scale is None]
         if single:
             result["startup"] = _startup_rows(root, json_file, image_root, work, args.repeats, single,
-                                              args.timeout, args.mask_format)
+                                              args.timeout, args.mask_format, baseline)
         several = [n for n in args.processes if n not in single]
         if several:  # at a smaller size, where the machine lacks the memory of several full loads
             spec_m, root_m = scaled_spec(TRAIN2017, args.dir, args.scale * args.multi_process_scale)
@@ -348,7 +402,7 @@ def run(args: argparse.Namespace) -> Dict:
             work_m = os.path.join(root_m, "startup_runs")
             os.makedirs(work_m, exist_ok=True)
             rows = _startup_rows(root_m, json_m, images_m, work_m, args.repeats, several, args.timeout,
-                                 args.mask_format)
+                                 args.mask_format, baseline)
             label = f" at {args.multi_process_scale:g} of the size ({data_m['images']} images)"
             result.setdefault("startup", {}).update({name + label: r for name, r in rows.items()})
     result["load_after"] = [round(v, 2) for v in os.getloadavg()]

@@ -20,6 +20,10 @@ from typing import Dict, List, Optional
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
+from detectron2.utils import comm
+
+from .gc_pause import paused_gc
+from .handoff import read_handoff
 
 __all__ = [
     "CocoDatasetSummary",
@@ -27,6 +31,8 @@ __all__ = [
     "summarize_coco_json",
     "summarize_coco_dict",
     "release_parsed_jsons",
+    "take_parsed_jsons",
+    "use_handoff",
     "hand_over_parsed",
     "read_with_registered_loader",
     "load_registered_coco",
@@ -41,6 +47,8 @@ _PARSED: Dict[str, dict] = {}
 _SUMMARIES: Dict[str, "CocoDatasetSummary"] = {}
 # Datasets whose catalog entry is load_registered_coco, by name: their json file.
 _LOADERS: Dict[str, str] = {}
+# Jsons the launching process validated and handed over as files (handoff.py), by absolute path.
+_HANDOFF: Dict[str, dict] = {}
 
 
 @dataclass
@@ -116,7 +124,7 @@ def summarize_coco_json(name: str, json_file: str, image_root: str) -> CocoDatas
     if not os.path.isdir(image_root):
         raise FileNotFoundError(f"dataset {name!r}: image directory {image_root!r} does not exist")
     try:
-        with open(json_file) as f:
+        with open(json_file) as f, paused_gc():
             coco = json.load(f)
     except json.JSONDecodeError as e:
         raise ValueError(f"dataset {name!r}: {json_file!r} is not valid json ({e})") from e
@@ -172,10 +180,16 @@ def load_registered_coco(json_file: str, image_root: str, name: str) -> List[dic
     """Detectron2's ``load_coco_json``, given the json parsed already in this process if there is
     one. Datasets registered with it as their loader: see ``uses_registered_loader``."""
     parsed = _PARSED.pop(os.path.abspath(json_file), None)
-    if parsed is None:
-        return load_coco_json(json_file, image_root, name)
-    with _coco_api_from_memory(json_file, parsed):
-        return load_coco_json(json_file, image_root, name)
+    # The json and the records are trees of dicts and lists: the collector's walks over them (40 %
+    # of Detectron2's load of a COCO-sized json) find nothing to collect (gc_pause.py).
+    with paused_gc():
+        handoff = _HANDOFF.pop(os.path.abspath(json_file), None)
+        if parsed is None and handoff is not None:
+            parsed = read_handoff(os.path.abspath(json_file), handoff, comm.get_local_rank())
+        if parsed is None:
+            return load_coco_json(json_file, image_root, name)
+        with _coco_api_from_memory(json_file, parsed):
+            return load_coco_json(json_file, image_root, name)
 
 
 def uses_registered_loader(name: str, json_file: str) -> None:
@@ -214,6 +228,20 @@ def release_parsed_jsons() -> None:
     """Forget the parsed jsons waiting for their first load (before ``launch`` starts training
     processes, which read the files themselves: the launcher should not hold them)."""
     _PARSED.clear()
+
+
+def take_parsed_jsons() -> Dict[str, dict]:
+    """The parsed jsons waiting for their first load in this process (by absolute path), which
+    this process hands over instead (handoff.py); forgotten here."""
+    taken = dict(_PARSED)
+    _PARSED.clear()
+    return taken
+
+
+def use_handoff(entries: Dict[str, dict]) -> None:
+    """In a training process: the first load of each json in ``entries`` (``handoff.handed_over``'s,
+    from the launching process) reads the parsed json it validated instead of the text."""
+    _HANDOFF.update(entries)
 
 
 def register_coco_dataset(name: str, json_file: str, image_root: str, metadata: Optional[dict] = None,

@@ -25,10 +25,12 @@ from detectron2.utils.logger import setup_logger
 from ..checkpoint.dataset_metadata import dataset_metadata_from_config, find_dataset_metadata, write_dataset_metadata
 from ..config import add_gn_config
 from ..data import prepare_dataset, register_dataset
-from ..data.coco_register import release_parsed_jsons
+from ..data.coco_register import take_parsed_jsons, use_handoff
+from ..data.handoff import handed_over
 from ..data.formats import DEFAULT_LABEL
 from ..model_zoo import config_file_argument, resolve_config_file
 from ..validation import add_validation_arguments, use_cleaned_datasets, validate_args_or_exit
+from ..validation.validate import cleaned_datasets_dir
 from ..third_party_warnings import ignore_third_party_warnings
 
 __all__ = [
@@ -114,10 +116,14 @@ def validate_and_launch(main_fn, args: argparse.Namespace):
     """What a tool's ``__main__`` does: every check that can fail before a model is built
     (config, datasets, checkpoint; exits with the whole report if the run cannot start), then
     ``launch_from_args``."""
-    validate_args_or_exit(args, register_dataset=register_dataset, prepare_dataset=prepare_dataset)
-    if args.num_gpus * args.num_machines > 1:
-        release_parsed_jsons()  # each training process reads its datasets itself
-    return launch_from_args(main_fn, args)
+    report = validate_args_or_exit(args, register_dataset=register_dataset, prepare_dataset=prepare_dataset)
+    if args.num_gpus * args.num_machines == 1:
+        return launch_from_args(main_fn, args)  # main runs here, with the jsons validation parsed
+    # Each training process loads the jsons as validated here, from files (gn_det.data.handoff).
+    output_dir = cleaned_datasets_dir(report.cfg) if report.cfg is not None else "."
+    with handed_over(take_parsed_jsons(), output_dir, readers=args.num_gpus) as entries:
+        args.handed_over_datasets = entries
+        return launch_from_args(main_fn, args)
 
 
 def register_datasets_from_args(args) -> None:
@@ -338,6 +344,7 @@ def setup(args) -> CfgNode:
     # gn_det's own log lines (class counts, datasets) go to the same stdout/log.txt as Detectron2's.
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="gn_det")
     register_datasets_from_args(args)
+    use_handoff(getattr(args, "handed_over_datasets", None) or {})  # the jsons the launcher validated
     # Datasets that validation cleaned under --skip-invalid read their cleaned json (every process).
     use_cleaned_datasets(getattr(args, "cleaned_datasets", None) or {})
     finalize_config(cfg, args)

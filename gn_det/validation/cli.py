@@ -88,6 +88,7 @@ def _register_dataset_entries(args, cfg, report: ValidationReport, register_data
             for_training=not getattr(args, "eval_only", False) and name in cfg.DATASETS.TRAIN,
             check_images=check_images,
             mask_format=cfg.INPUT.MASK_FORMAT,
+            header_cache_dir=cleaned_datasets_dir(cfg),
         )
         report.extend(result.report)
         if result.data is None:

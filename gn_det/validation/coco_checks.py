@@ -11,7 +11,6 @@ data training reads: repaired and without dropped records, plus how every record
 import functools
 import os
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Set, Tuple
 
@@ -19,11 +18,13 @@ import numpy as np
 
 from ..data.coco_register import summarize_coco_dict
 from ..data.formats.common import SOURCES_KEY
+from ..data.gc_pause import paused_gc
 from .coco_annotations import AnnotationCheck
 from .coco_file import check_categories, check_image_records, read_json
 from .fast_path import clean_annotations
 from .geometry import number
-from .image_files import ImageInfo, exif_transform, find_image, probe_image
+from .header_cache import header_cache_file, probe_images_cached
+from .image_files import ImageInfo, exif_transform, find_image, probe_images
 from .policy import RULES, outcome
 from .report import DatasetCounts, ValidationReport
 
@@ -88,11 +89,12 @@ class _Refused(Exception):
 class _CocoChecker:
     def __init__(self, json_file: str, image_root: str, name: str, *, skip_invalid: bool, strict: bool,
                  require_masks: bool, for_evaluation: bool, for_training: bool, check_images: bool,
-                 num_threads: int, mask_format: str):
+                 num_threads: int, mask_format: str, header_cache_dir: Optional[str] = None):
         self.json_file, self.image_root, self.name = json_file, image_root, name
         self.skip_invalid, self.strict = skip_invalid, strict
         self.require_masks, self.for_evaluation, self.for_training = require_masks, for_evaluation, for_training
         self.check_images, self.num_threads, self.mask_format = check_images, num_threads, mask_format
+        self.header_cache_dir = header_cache_dir
         self.report = ValidationReport()
         self._record = recorder(self.report, strict, skip_invalid)
         self.sources: Dict[str, Dict[str, str]] = {"images": {}, "annotations": {}}
@@ -143,8 +145,13 @@ class _CocoChecker:
                     self.images_repaired.add(img["id"])
                 else:
                     self.bad_images.add(img["id"])
-        with ThreadPoolExecutor(max_workers=self.num_threads) as pool:  # I/O bound: headers only
-            infos = dict(zip([img["id"] for img in todo], pool.map(probe_image, [paths[img["id"]] for img in todo])))
+        todo_paths = [paths[img["id"]] for img in todo]
+        if self.header_cache_dir:  # headers of unchanged files from the last run into this OUTPUT_DIR
+            cache_file = header_cache_file(self.header_cache_dir, self.image_root)
+            probed = probe_images_cached(todo_paths, cache_file, self.num_threads)
+        else:
+            probed = probe_images(todo_paths, self.num_threads)
+        infos = dict(zip([img["id"] for img in todo], probed))
         transforms = {}
         for img in todo:
             image_id, info = img["id"], infos[img["id"]]
@@ -280,6 +287,10 @@ class _CocoChecker:
     # -- the whole ----------------------------------------------------------------------------
 
     def run(self) -> CocoCheckResult:
+        with paused_gc():  # the parsed json is a tree: the collector's walks of it find nothing
+            return self._run()
+
+    def _run(self) -> CocoCheckResult:
         self.report.checked.append(f"COCO json {self.json_file}")
         data = read_json(self.json_file, self.file_finding)
         if data is None:
@@ -396,6 +407,7 @@ def check_coco_json(
     num_threads: int = 8,
     strict: bool = False,
     mask_format: str = "bitmask",
+    header_cache_dir: Optional[str] = None,
 ) -> CocoCheckResult:
     """Check a COCO instances json and the images it lists; report every finding (policy.py).
 
@@ -407,12 +419,15 @@ def check_coco_json(
         for_evaluation: COCOeval reads the data (``area``, ``iscrowd``, annotation id 0).
         for_training: a training set: no usable annotation left is an error.
         check_images: open every image header (existence, readability, size, EXIF, bit depth).
-        num_threads: threads reading image headers.
+        num_threads: threads reading image headers where the reads wait for the disk (probe_images).
         strict: every warning, repair and drop is an error.
         mask_format: INPUT.MASK_FORMAT ("polygon" cannot read RLE masks of trained instances).
+        header_cache_dir: remember image headers there and read only files changed since
+            (header_cache.py; the train command uses OUTPUT_DIR/validated_datasets).
     """
     return _CocoChecker(
         json_file, image_root, dataset_name or json_file, skip_invalid=skip_invalid, strict=strict,
         require_masks=require_masks, for_evaluation=for_evaluation, for_training=for_training,
         check_images=check_images, num_threads=num_threads, mask_format=mask_format,
+        header_cache_dir=header_cache_dir,
     ).run()

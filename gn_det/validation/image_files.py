@@ -4,8 +4,9 @@ made on the stored pixels.
 """
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Optional, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pycocotools.mask as mask_util
@@ -13,7 +14,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..data.image_size import TRANSPOSING_ORIENTATIONS, exif_orientation
 
-__all__ = ["ImageInfo", "probe_image", "find_image", "exif_transform"]
+__all__ = ["ImageInfo", "probe_image", "probe_images", "find_image", "exif_transform"]
 
 # Detectron2's read_image applies every EXIF orientation 2-8 with these PIL transposes.
 _TRANSPOSE_METHOD = {
@@ -25,6 +26,10 @@ _DEEP_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 # Where a complete file of each format ends: JPEG's EOI marker, PNG's IEND chunk.
 _END_MARKERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND"}
 _TAIL_BYTES = 64
+# probe_images reads this many headers in the calling thread first, and goes on with threads only
+# if at least _BLOCKED_IN_SAMPLE of those reads waited for the disk.
+_SAMPLE = 64
+_BLOCKED_IN_SAMPLE = 8
 
 
 @dataclass
@@ -43,16 +48,28 @@ class ImageInfo:
         return self.mode in _DEEP_MODES
 
 
+def _tail(path: str, image: Image.Image) -> bytes:
+    """The file's last bytes, from the file PIL has open (no second open) where it still is:
+    PIL closes it once it has decoded the pixels (PNG's ``getexif`` does)."""
+    fp = image.fp
+    if fp is None:
+        with open(path, "rb") as f:
+            f.seek(max(0, os.path.getsize(path) - _TAIL_BYTES))
+            return f.read()
+    position = fp.tell()
+    end = fp.seek(0, os.SEEK_END)
+    fp.seek(max(0, end - _TAIL_BYTES))
+    tail = fp.read()
+    fp.seek(position)
+    return tail
+
+
 def _truncated(path: str, image: Image.Image) -> bool:
     """Whether the file stops before its format's end marker and its pixels do not decode (the
     tail is read first; only a file without the marker is decoded, as Detectron2 would)."""
     marker = _END_MARKERS.get(image.format or "")
-    if marker is None:
+    if marker is None or marker in _tail(path, image):
         return False
-    with open(path, "rb") as f:
-        f.seek(max(0, os.path.getsize(path) - _TAIL_BYTES))
-        if marker in f.read():
-            return False
     try:
         image.load()
     except (OSError, SyntaxError, ValueError):
@@ -62,8 +79,6 @@ def _truncated(path: str, image: Image.Image) -> bool:
 
 def probe_image(path: str) -> ImageInfo:
     """Read an image file's header (and tail); never raises for a bad file."""
-    if not os.path.isfile(path):
-        return ImageInfo(error=f"image file {path} does not exist", missing=True)
     try:
         with Image.open(path) as image:
             stored = image.size
@@ -72,11 +87,47 @@ def probe_image(path: str) -> ImageInfo:
             if _truncated(path, image):
                 return ImageInfo(error=f"image file {path} is truncated (it stops before its end "
                                        "marker and its pixels do not decode: an interrupted copy?)")
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):  # one open, no stat first
+        return ImageInfo(error=f"image file {path} does not exist", missing=True)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         return ImageInfo(error=f"image file {path} is unreadable ({type(e).__name__}: {e})")
     if orientation in TRANSPOSING_ORIENTATIONS:
         info.size = (stored[1], stored[0])
     return info
+
+
+def _voluntary_switches() -> Optional[int]:
+    """How often this thread has waited (for the disk, here) so far; None where unknown."""
+    try:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw
+    except (ImportError, AttributeError, OSError, ValueError):
+        return None
+
+
+def probe_images(paths: Sequence[str], max_threads: int = 8) -> List[ImageInfo]:
+    """``probe_image`` of every path, in order.
+
+    A header read from the page cache or a local SSD is CPU work in PIL's Python code (~40 us):
+    threads only queue for the GIL (on the generated train2017-sized set, 118k headers took 5.8 s
+    in one thread, 9.6 s with 8). A read that waits for the disk (a cold cache, network storage)
+    releases the GIL while it waits, and threads overlap the waits. So the first ``_SAMPLE``
+    headers are read in this thread, counting the times it waited (voluntary context switches);
+    the rest go to ``max_threads`` threads only if those reads waited. The result is the same
+    either way."""
+    paths = list(paths)
+    before = _voluntary_switches()
+    infos = [probe_image(p) for p in paths[:_SAMPLE]]
+    after = _voluntary_switches()
+    rest = paths[_SAMPLE:]
+    waited = before is None or after is None or after - before >= _BLOCKED_IN_SAMPLE
+    if rest and max_threads > 1 and waited:
+        with ThreadPoolExecutor(max_workers=max_threads) as pool:
+            infos += pool.map(probe_image, rest)
+    else:
+        infos += map(probe_image, rest)
+    return infos
 
 
 def find_image(image_root: str, file_name: str) -> Tuple[str, Optional[str]]:

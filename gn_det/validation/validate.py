@@ -119,7 +119,9 @@ def validate_datasets(
 
     A dataset found clean is remembered in ``OUTPUT_DIR/validated_datasets/clean_datasets.json``
     (json path, size, mtime, options); while the json is unchanged, later runs into the same
-    OUTPUT_DIR (e.g. --resume) skip it (``use_cache=False`` re-checks).
+    OUTPUT_DIR (e.g. --resume) skip it. The image headers are remembered there too
+    (header_cache.py): a dataset checked again reads only the image files changed since.
+    ``use_cache=False`` re-checks everything.
 
     Datasets with repairs or dropped records (policy.py) are written as they will be trained to
     ``cleaned_dir`` (default ``OUTPUT_DIR/validated_datasets``); ``strict`` makes every warning,
@@ -159,7 +161,8 @@ def validate_datasets(
         if key is not None and key in clean_cache:
             report.checked.append(f"dataset {name}: {json_file} unchanged since validated clean (cache {cache_path})")
             continue
-        result = check_coco_json(json_file, image_root, dataset_name=name, skip_invalid=skip_invalid, **options)
+        result = check_coco_json(json_file, image_root, dataset_name=name, skip_invalid=skip_invalid,
+                                 header_cache_dir=out_dir if use_cache else None, **options)
         report.extend(result.report)
         if key is not None and not result.report.problems:
             clean_cache.append(key)

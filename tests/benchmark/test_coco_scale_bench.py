@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from gn_det.benchmark.coco_eval_bench import _max_difference, _variants
-from gn_det.benchmark.startup_bench import first_iteration_run
+from gn_det.benchmark.startup_bench import _with_baseline, first_iteration_run, format_markdown
 
 FAKE_TRAIN = """
 import time, subprocess, sys
@@ -34,6 +34,23 @@ def test_a_refused_run_reports_its_error_line(tmp_path):
     run = first_iteration_run([sys.executable, "-c", code], {}, str(tmp_path / "log"), timeout_s=60)
     assert run["returncode"] == 1 and run["first_iteration_s"] is None
     assert run["error"] == "ValueError: dataset 'x' in DATASETS.TRAIN has mixed masks"
+
+
+def test_a_baseline_checkout_runs_every_gn_det_row_again_and_is_compared_with_the_same_detectron2_row(tmp_path):
+    rows = {"detectron2 tools/train_net.py, 1 process(es)": ("d2", "now"),
+            "gn_det tools/train_net.py, 1 process(es)": ("gn", "now")}
+    both = _with_baseline(rows, str(tmp_path))
+    baseline_name = f"gn_det tools/train_net.py, 1 process(es) [baseline {tmp_path.name}]"
+    assert list(both) == list(rows) + [baseline_name] and both[baseline_name] == ("gn", str(tmp_path))
+
+    def run(first):
+        return [{"training_starts_s": first - 1, "first_iteration_s": first, "peak_pss_mib": 100.0, "error": None,
+                 "returncode": 0}]
+
+    table = format_markdown({"startup": {"detectron2 tools/train_net.py, 1 process(es)": run(10.0),
+                                         "gn_det tools/train_net.py, 1 process(es)": run(11.0),
+                                         baseline_name: run(15.0)}, "load_before": [0], "load_after": [0]})
+    assert "| 11.0 | 1.10 |" in table and "| 15.0 | 1.50 |" in table
 
 
 def test_differences_from_pycocotools_count_every_number_both_have():

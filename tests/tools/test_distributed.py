@@ -46,6 +46,10 @@ def test_two_gloo_processes_train_together_and_end_with_identical_weights(uninte
     steps = [json.loads(line) for line in open(uninterrupted / "metrics.json")]
     assert [m["iteration"] for m in steps if "total_loss" in m][-1] == 5
     assert "Rank of current process: 1. World size: 2" in (uninterrupted / "log.txt.rank1").read_text()
+    # Both loaded the json as the launcher validated it (gn_det.data.handoff), and the file is gone.
+    for log in ("log.txt", "log.txt.rank1"):
+        assert "loaded as the launching process validated it" in (uninterrupted / log).read_text()
+    assert not list((uninterrupted / "validated_datasets").glob("handoff-*"))
 
 
 @pytest.mark.slow
