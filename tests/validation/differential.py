@@ -120,13 +120,13 @@ def _plain_coco(images, instances) -> dict:
     return {"images": images, "annotations": annotations, "categories": categories}
 
 
-def plain_coco(fmt: str, path: str, image_root: str) -> str:
+def plain_coco(fmt: str, path: str, image_root: str, scratch: str) -> str:
     """The COCO json Detectron2 alone reads for ``path``: itself for COCO, else the plain
-    conversion written beside it."""
+    conversion written in ``scratch``."""
     if fmt == "coco":
         return path
     data = _plain_coco_labelme(path) if fmt == "labelme" else _plain_coco_via(path, image_root)
-    target = os.path.join(tempfile.mkdtemp(prefix="plain_coco_"), "plain.json")
+    target = os.path.join(scratch, "plain.json")
     with open(target, "w") as f:
         json.dump(data, f)
     return target
@@ -379,10 +379,11 @@ class Verdict:
 _ORDER = ("trains", "warns", "repairs", "drops", "refuses")
 
 
-def gn_det_verdict(fmt: str, path: str, image_root: str, mask_format: str = "polygon", strict: bool = False,
-                   skip_invalid: bool = False, reuse: Optional[tuple] = None) -> Verdict:
-    """gn_det's verdict; ``reuse=(json, run)``: Detectron2's run on that json, taken as is when
-    gn_det hands training that very file."""
+def gn_det_verdict(fmt: str, path: str, image_root: str, scratch: str, mask_format: str = "polygon",
+                   strict: bool = False, skip_invalid: bool = False, reuse: Optional[tuple] = None) -> Verdict:
+    """gn_det's verdict; ``scratch``: a folder for the json training would read;
+    ``reuse=(json, run)``: Detectron2's run on that json, taken as is when gn_det hands training
+    that very file."""
     from collections import Counter
 
     from gn_det.validation import check_dataset
@@ -402,7 +403,7 @@ def gn_det_verdict(fmt: str, path: str, image_root: str, mask_format: str = "pol
                       deciding=sorted(k for k, step in steps.items() if step == outcome),
                       trained=len(result.data["annotations"]))
     if result.changed or fmt != "coco":
-        target = os.path.join(tempfile.mkdtemp(prefix="gn_det_checked_"), "checked.json")
+        target = os.path.join(tempfile.mkdtemp(dir=scratch), "checked.json")
         with open(target, "w") as f:
             json.dump(result.data, f)
     else:
@@ -484,18 +485,21 @@ def compare(fmt: str, path: str, image_root: str, mask_format: str = "polygon") 
         from gn_det.data.formats import detect_format
 
         fmt = {"via": "via2"}.get(detect_format(path)[0], detect_format(path)[0])
-    try:
-        plain = plain_coco(fmt, path, image_root)
-        d2 = detectron2_alone(plain, image_root, mask_format)
-    except Exception as e:  # noqa: BLE001  the plain converter itself failed: Detectron2 has no input
-        d2 = Run(stage="load", error=_error(e))
-    from gn_det.validation.policy import RULES
+    # The jsons written for the runs (plain conversion, gn_det's checked copies) go once compared.
+    with tempfile.TemporaryDirectory(prefix="differential_") as scratch:
+        try:
+            plain = plain_coco(fmt, path, image_root, scratch)
+            d2 = detectron2_alone(plain, image_root, mask_format)
+        except Exception as e:  # noqa: BLE001  the plain converter itself failed: Detectron2 has no input
+            d2 = Run(stage="load", error=_error(e))
+        from gn_det.validation.policy import RULES
 
-    default = gn_det_verdict(fmt, path, image_root, mask_format, reuse=(path, d2) if fmt == "coco" else None)
-    strict = gn_det_verdict(fmt, path, image_root, mask_format, strict=True)
-    skip = None
-    if default.outcome == "refuses" and not any(RULES[k].file_level for k in default.deciding):
-        skip = gn_det_verdict(fmt, path, image_root, mask_format, skip_invalid=True)
+        default = gn_det_verdict(fmt, path, image_root, scratch, mask_format,
+                                 reuse=(path, d2) if fmt == "coco" else None)
+        strict = gn_det_verdict(fmt, path, image_root, scratch, mask_format, strict=True)
+        skip = None
+        if default.outcome == "refuses" and not any(RULES[k].file_level for k in default.deciding):
+            skip = gn_det_verdict(fmt, path, image_root, scratch, mask_format, skip_invalid=True)
     return Comparison(fmt, d2, default, strict, skip)
 
 
