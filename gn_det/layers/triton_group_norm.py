@@ -77,6 +77,19 @@ def _tile(n, c, c_mask, hw, C, HW, CHANNELS_LAST: tl.constexpr, INT64: tl.conste
 
 
 @triton.jit
+def _group_channels(g, cpg, FULL_GROUP: tl.constexpr, BLOCK_CPG: tl.constexpr):
+    # Channels of group g and their mask, for one program per (sample, group).
+    ch = tl.arange(0, BLOCK_CPG)
+    if FULL_GROUP:  # BLOCK_CPG == cpg: the channel mask is all true, and says so to the compiler
+        c = g * BLOCK_CPG + ch
+        c_mask = ch < BLOCK_CPG
+    else:
+        c = g * cpg + ch
+        c_mask = ch < cpg
+    return c, c_mask
+
+
+@triton.jit
 def _affine(W, B, c, c_mask, mean, rstd):
     # Per-channel y = x * scale + shift.
     gamma = tl.load(W + c, mask=c_mask, other=0.0).to(tl.float32)
@@ -108,13 +121,7 @@ def group_forward_kernel(
     pid = tl.program_id(0)
     n = pid // G
     g = pid % G
-    ch = tl.arange(0, BLOCK_CPG)
-    if FULL_GROUP:  # BLOCK_CPG == cpg: the channel mask is all true, and says so to the compiler
-        c = g * BLOCK_CPG + ch
-        c_mask = ch < BLOCK_CPG
-    else:
-        c = g * cpg + ch
-        c_mask = ch < cpg
+    c, c_mask = _group_channels(g, cpg, FULL_GROUP, BLOCK_CPG)
     offs, mask = _tile(n, c, c_mask, tl.arange(0, BLOCK_HW), C, HW, CHANNELS_LAST, INT64)
     x = tl.load(X + offs, mask=mask, other=0.0).to(tl.float32)
     if HAS_STATS:
@@ -149,13 +156,7 @@ def group_backward_kernel(
     pid = tl.program_id(0)
     n = pid // G
     g = pid % G
-    ch = tl.arange(0, BLOCK_CPG)
-    if FULL_GROUP:
-        c = g * BLOCK_CPG + ch
-        c_mask = ch < BLOCK_CPG
-    else:
-        c = g * cpg + ch
-        c_mask = ch < cpg
+    c, c_mask = _group_channels(g, cpg, FULL_GROUP, BLOCK_CPG)
     offs, mask = _tile(n, c, c_mask, tl.arange(0, BLOCK_HW), C, HW, CHANNELS_LAST, INT64)
     mean = tl.load(MEAN + pid)
     rstd = tl.load(RSTD + pid)
