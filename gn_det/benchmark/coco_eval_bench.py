@@ -32,6 +32,7 @@ from typing import Dict, List
 from .coco_scale_data import VAL2017, scaled_spec, split_paths, write_split
 from .coco_scale_detections import write_detections
 from .memory import measure_in_fresh_process
+from .report import write_json
 from .timing import rotated
 
 __all__ = ["evaluate_once", "run", "add_arguments", "IMPLEMENTATIONS"]
@@ -198,10 +199,7 @@ def run(args: argparse.Namespace) -> Dict:
               "load_average_after": os.getloadavg(), "repeats": args.repeats, "runs": runs, "summary": summary}
     print(format_markdown(result))
     if args.output:
-        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-        with open(args.output, "w") as f:
-            json.dump(result, f, indent=1)
-            f.write("\n")
+        write_json(result, args.output)
     return result
 
 

@@ -28,7 +28,6 @@ On the generated train2017-sized split (118,287 images, 860,001 annotations; ``c
 Runs are interleaved (order rotated every repeat); the load average is printed before and after.
 """
 import argparse
-import json
 import os
 import re
 import shutil
@@ -41,6 +40,7 @@ from typing import Dict, List, Optional
 
 from .coco_scale_data import TRAIN2017, scaled_spec, split_paths, write_split
 from .memory import measure_in_fresh_process
+from .report import write_json
 from .timing import rotated
 
 __all__ = ["run", "add_arguments", "first_iteration_run"]
@@ -408,8 +408,5 @@ def run(args: argparse.Namespace) -> Dict:
     result["load_after"] = [round(v, 2) for v in os.getloadavg()]
     print(format_markdown(result))
     if args.output:
-        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-        with open(args.output, "w") as f:
-            json.dump(result, f, indent=1)
-            f.write("\n")
+        write_json(result, args.output)
     return result

@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from .memory import PeakMemory, measure_in_fresh_process
+from .report import write_json
 from .timing import interleaved, timed_wall_and_cpu
 
 W, H = 640, 480
@@ -168,10 +169,7 @@ def run(args: argparse.Namespace) -> Dict:
     if not args.no_save:
         result["checkpoint_save"] = bench_save(root, args.save_repeats)
     if args.output:
-        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-        with open(args.output, "w") as f:
-            json.dump(result, f, indent=2)
-            f.write("\n")
+        write_json(result, args.output)
     return result
 
 
