@@ -7,11 +7,7 @@ them; during the parse and the checks that follow, that is 12 full walks of a gr
 and ~40 % of Detectron2's own ``load_coco_json``. None of it finds anything: a parsed json is a
 tree (dicts, lists, strings, numbers), freed by reference counting when it is dropped.
 
-``paused_gc()`` turns the collector off for the block and restores its previous state after;
-with ``freeze=True`` the objects alive at the end are moved to the permanent generation
-(``gc.freeze``), so that the collector does not walk the parsed data on its next runs either
-(they are still freed by reference counting as usual; only a reference cycle among them would
-stay until ``gc.unfreeze``, and a parsed json has none).
+``paused_gc()`` turns the collector off for the block and restores its previous state after.
 """
 
 import contextlib
@@ -21,16 +17,13 @@ __all__ = ["paused_gc"]
 
 
 @contextlib.contextmanager
-def paused_gc(freeze: bool = False):
+def paused_gc():
     """No cyclic garbage collection inside the block (reference counting still frees objects);
-    the collector's state before the block is restored after it. ``freeze``: also move the
-    objects alive at the end to the permanent generation (see the module docstring)."""
+    the collector's state before the block is restored after it."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
-        if freeze:
-            gc.freeze()
         if was_enabled:
             gc.enable()
