@@ -30,7 +30,6 @@ __all__ = [
     "register_coco_dataset",
     "summarize_coco_json",
     "summarize_coco_dict",
-    "release_parsed_jsons",
     "take_parsed_jsons",
     "use_handoff",
     "hand_over_parsed",
@@ -222,12 +221,6 @@ def read_with_registered_loader(name: str, json_file: str, image_root: str, meta
     DatasetCatalog.register(name, functools.partial(load_registered_coco, json_file, image_root, name))
     MetadataCatalog.get(name).set(json_file=json_file, image_root=image_root, evaluator_type="coco", **old)
     _LOADERS[name] = json_file
-
-
-def release_parsed_jsons() -> None:
-    """Forget the parsed jsons waiting for their first load (before ``launch`` starts training
-    processes, which read the files themselves: the launcher should not hold them)."""
-    _PARSED.clear()
 
 
 def take_parsed_jsons() -> Dict[str, dict]:
