@@ -108,6 +108,9 @@ def command(workdir, output_dir, *, resume=False, num_gpus=1, opts=()):
         "--config-file", str(workdir / "config.yaml"),
         "--dataset", "many_train", json_file, image_dir,
         "--num-gpus", str(num_gpus),
+        # Detectron2's default URL is one port per user: two of these runs at once (pytest-xdist)
+        # would both listen on it. "auto" makes launch pick a free port.
+        "--dist-url", "auto",
         *(["--resume"] if resume else []),
         "OUTPUT_DIR", str(output_dir), *opts,
     ]
